@@ -42,7 +42,10 @@ export interface GenerationRequest {
   prompt: string;
   /** Encoded image (PNG, JPEG, WebP); decoded and preprocessed by the pack's image processor. */
   image?: Uint8Array;
-  /** Text the assistant turn starts with; generation continues from it (ETA's shallow alignment). */
+  /**
+   * Text the assistant turn starts with, appended verbatim after the chat template's generation prompt;
+   * generation continues from it (ETA's shallow alignment).
+   */
   answerPrefix?: string;
   /** Default: the pack's generation_config max_new_tokens, else 64. */
   maxNewTokens?: number;
@@ -51,6 +54,8 @@ export interface GenerationRequest {
   stopStrings?: string[];
   /** Extra stop token ids beside the pack's eos_token_id. */
   stopTokenIds?: number[];
+  /** Keep generating past eos until `maxNewTokens` (reference runs and benchmarks of a fixed length). */
+  ignoreEos?: boolean;
   revision?: RevisionFeed;
   /** Return the activation taps of every forward call's last position. */
   taps?: boolean;
@@ -69,7 +74,7 @@ export type FinishReason = 'eos' | 'stop_string' | 'stop_token' | 'length';
 export interface GenerationResult {
   /** Generated text, without the prompt; includes `answerPrefix` when one was given. */
   text: string;
-  /** Generated token ids (the answer prefix's tokens are not included). */
+  /** Generated token ids, including a final eos/stop token (the answer prefix's tokens are not included). */
   tokens: number[];
   promptTokens: number;
   finishReason: FinishReason;
@@ -96,9 +101,78 @@ export interface ModelInfo {
 /** Streaming callback: one call per generated token of request `index` in the batch. */
 export type TokenCallback = (index: number, tokenId: number, textDelta: string) => void;
 
-/** A VLM that answers batches of requests. Implemented in-thread and behind a worker thread. */
-export interface VlmEngine {
+/**
+ * A VLM that answers batches of requests. Implemented in-thread and behind a worker thread.
+ * Created by `openVlmEngine({ packDir, thread: 'worker' | 'inline' })` from '@libs/vlm'.
+ */
+export interface VlmEngine extends ConversationEngine {
   info(): ModelInfo;
   generate(requests: GenerationRequest[], onToken?: TokenCallback): Promise<GenerationResult[]>;
+  /** Teacher-forced forward passes, batched; one frame per request (its last position). */
+  readTaps(requests: TapRequest[]): Promise<TapFrame[]>;
+  close(): Promise<void>;
+}
+
+/** One teacher-forced forward pass over prompt (+ image) + response, for calibration. */
+export interface TapRequest {
+  prompt: string;
+  image?: Uint8Array;
+  /** Assistant text appended after the generation prompt; taps are read at its last token. */
+  response?: string;
+  revision?: RevisionFeed;
+}
+
+/**
+ * Stepwise generation for sentence-level best-of-N (ETA deep alignment). The conversation's prompt and prefix
+ * are prefilled once; each `sampleCandidates` call forks that KV cache into `n` rows generated as one batch,
+ * and `accept` makes the chosen row's cache the conversation's. Handles live in the engine until `release`.
+ */
+export interface CandidateOptions {
+  n: number;
+  topK: number;
+  temperature: number;
+  /** A candidate ends at any of these tokens (sentence ends), at eos, or after `maxTokens`. */
+  endTokenIds: number[];
+  maxTokens: number;
+  seed: number;
+}
+
+export interface Candidate {
+  tokens: number[];
+  text: string;
+  /** The candidate ended with eos: the answer is complete if it is chosen. */
+  eos: boolean;
+}
+
+export interface AlignmentStats {
+  /** Tokens run through the decoder as prompt (prefill) rather than one-by-one decode; shows the KV reuse. */
+  prefillTokens: number;
+  decodeSteps: number;
+  /** Largest batch of one decode step (n when candidates are batched). */
+  maxBatch: number;
+}
+
+export interface ConversationEngine {
+  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number>;
+  sampleCandidates(handle: number, options: CandidateOptions): Promise<Candidate[]>;
+  accept(handle: number, candidateIndex: number): Promise<void>;
+  /** Text generated so far (prefix included). */
+  text(handle: number): Promise<string>;
+  stats(handle: number): Promise<AlignmentStats>;
+  release(handle: number): Promise<void>;
+}
+
+/** CLIP-style dual encoder: unnormalized embeddings; cosine is taken by the caller. */
+export interface ClipEmbedder {
+  embedImages(images: Uint8Array[]): Promise<Float32Array[]>;
+  embedTexts(texts: string[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}
+
+/** Sequence classifier / reward model over chat-formatted conversations (the pack's chat template). */
+export interface ConversationClassifier {
+  /** Label names in logit order, from config.json id2label. */
+  readonly labels: string[];
+  classify(conversations: ChatMessage[][]): Promise<Float32Array[]>;
   close(): Promise<void>;
 }

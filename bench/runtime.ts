@@ -1,0 +1,95 @@
+/**
+ * `npm run bench -- runtime [--pack models/tiny-vlm] [--rounds 7]`
+ * Prefill and decode tokens/s at batch 1 and 8, the decode-time cost of revision, and our greedy decode
+ * speed against @huggingface/transformers on the same pack. Every figure comes from one run, variants
+ * interleaved, medians of `rounds`.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { LocalVlmEngine, type GenerationRequest, type RevisionFeed } from '@libs/vlm';
+import { argValue, interleaved } from './_stats';
+
+export async function run(argv: string[]): Promise<void> {
+  const packDir = resolve(argValue(argv, 'pack', 'models/tiny-vlm'));
+  const rounds = Number(argValue(argv, 'rounds', '7'));
+  const image = readFileSync(join(packDir, 'reference', 'image.png'));
+  const prompt = 'What machine is shown here and is it safe to use?';
+  const plain = await LocalVlmEngine.open({ packDir, revisable: false });
+  const revisable = await LocalVlmEngine.open({ packDir });
+  const info = revisable.info();
+  console.log(`pack ${info.name}: ${info.layers} layers, hidden ${info.hidden}, vocab ${info.vocabSize}; EP ${info.executionProvider}; revisable decoder: ${info.revisable}`);
+
+  const request = (n: number, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({ prompt, image, maxNewTokens: n, ignoreEos: true, ...extra });
+  const batch = (size: number, n: number, extra: Partial<GenerationRequest> = {}) => Array.from({ length: size }, () => request(n, extra));
+  const DECODE = 64;
+
+  // Decode time per token = (time for 1 + DECODE tokens - time for 1 token) / DECODE, so prefill cancels out.
+  console.log('\nthroughput (prompt of one image + question):');
+  for (const size of [1, 8]) {
+    let promptTokens = 0;
+    const t = await interleaved(
+      {
+        prefill: async () => {
+          promptTokens = (await plain.generate(batch(size, 1)))[0].promptTokens;
+        },
+        full: () => plain.generate(batch(size, 1 + DECODE)),
+      },
+      rounds,
+    );
+    const decodeMs = (t.full - t.prefill) / DECODE;
+    console.log(
+      `  batch ${size}: prefill ${((size * promptTokens) / (t.prefill / 1000)).toFixed(0)} tokens/s (${promptTokens} tokens/row, ${t.prefill.toFixed(1)} ms)` +
+        `, decode ${((size * 1000) / decodeMs).toFixed(0)} tokens/s (${decodeMs.toFixed(2)} ms/step)`,
+    );
+  }
+
+  if (info.revisable) {
+    const { layers, hidden, heads, headDim } = info;
+    const feed: RevisionFeed = {
+      layer: Float32Array.from({ length: layers * hidden }, (_, i) => (i % 7) * 0.01),
+      head: Float32Array.from({ length: layers * heads * headDim }, (_, i) => (i % 5) * 0.01),
+      positions: 'last',
+    };
+    const t = await interleaved(
+      {
+        off: () => plain.generate(batch(8, 1 + DECODE)),
+        zeros: () => revisable.generate(batch(8, 1 + DECODE)),
+        on: () => revisable.generate(batch(8, 1 + DECODE, { revision: feed })),
+      },
+      rounds,
+    );
+    console.log('\nrevision cost (batch 8, 65 tokens, whole generation):');
+    console.log(`  revision on / plain decoder:        ${(t.on / t.off).toFixed(3)}  (goal <= 1.03)`);
+    console.log(`  revisable decoder, no feed / plain: ${(t.zeros / t.off).toFixed(3)}`);
+  } else {
+    console.log('\nrevision cost: skipped, the pack has no revisable decoder (modctl model prepare)');
+  }
+
+  const hf = await import('@huggingface/transformers');
+  hf.env.allowRemoteModels = false;
+  hf.env.localModelPath = dirname(packDir) + '/';
+  const id = basename(packDir);
+  const processor = await hf.AutoProcessor.from_pretrained(id, { local_files_only: true });
+  const model = await hf.AutoModelForVision2Seq.from_pretrained(id, { local_files_only: true, dtype: 'fp32', device: 'cpu' });
+  const rawImage = await hf.RawImage.fromBlob(new Blob([image]));
+  const text = processor.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }], { add_generation_prompt: true });
+  const inputs = await processor(text, [rawImage]);
+  const hfGenerate = (n: number) => model.generate({ ...inputs, max_new_tokens: n, min_new_tokens: n, do_sample: false });
+  const t = await interleaved(
+    {
+      hf1: () => hfGenerate(1),
+      hfFull: () => hfGenerate(1 + DECODE),
+      ours1: () => plain.generate([request(1)]),
+      oursFull: () => plain.generate([request(1 + DECODE)]),
+    },
+    rounds,
+  );
+  const hfStep = (t.hfFull - t.hf1) / DECODE;
+  const ourStep = (t.oursFull - t.ours1) / DECODE;
+  console.log('\ngreedy decode vs @huggingface/transformers (batch 1, same pack, same prompt):');
+  console.log(`  transformers.js ${hfStep.toFixed(2)} ms/token, ours ${ourStep.toFixed(2)} ms/token: speed ratio ours/transformers.js = ${(hfStep / ourStep).toFixed(2)} (goal >= 1.0)`);
+  console.log(`  whole 65-token generation incl. prefill and image: ratio ${(t.hfFull / t.oursFull).toFixed(2)}`);
+  await model.dispose();
+  await plain.close();
+  await revisable.close();
+}

@@ -1,0 +1,32 @@
+export * from './types';
+export { loadVlmPack, textModelConfig, sha256File, PackError, type VlmPack, type TextModelConfig } from './pack';
+export { ChatTokenizer } from './chat-tokenizer';
+export { Idefics3ImageProcessor, ClipImageProcessor, scaleLongestEdge } from './image-processor';
+export { VlmProcessor } from './vlm-processor';
+export { VlmModel } from './vlm-model';
+export { LocalVlmEngine, type EngineOptions } from './local-engine';
+export { WorkerVlmEngine, EngineError } from './worker-engine';
+export { ClipModel, cosine } from './clip';
+export { SequenceClassifier } from './classifier';
+export { seededRandom, pickToken, argmax } from './sampler';
+
+import { LocalVlmEngine, type EngineOptions } from './local-engine';
+import { WorkerVlmEngine } from './worker-engine';
+import { ClipModel } from './clip';
+import { SequenceClassifier } from './classifier';
+import type { SessionOptions } from './sessions';
+import type { ClipEmbedder, ConversationClassifier, VlmEngine } from './types';
+
+/** Opens a VLM engine; `thread: 'worker'` (default) keeps onnxruntime's blocking calls off the caller's event loop. */
+export async function openVlmEngine(options: EngineOptions & { thread?: 'worker' | 'inline' }): Promise<VlmEngine> {
+  const { thread = 'worker', ...rest } = options;
+  return thread === 'inline' ? LocalVlmEngine.open(rest) : WorkerVlmEngine.open(rest);
+}
+
+export function openClip(packDir: string, options: SessionOptions = {}): Promise<ClipEmbedder> {
+  return ClipModel.open(packDir, options);
+}
+
+export function openClassifier(packDir: string, options: SessionOptions = {}): Promise<ConversationClassifier> {
+  return SequenceClassifier.open(packDir, options);
+}

@@ -1,0 +1,52 @@
+import { Tensor } from 'onnxruntime-node';
+
+/**
+ * The decoder's key/value cache: per layer a key and a value tensor of [batch, kvHeads, length, headDim],
+ * exactly the `present.N.*` outputs of the last call, fed back as `past_key_values.N.*`.
+ */
+export class KvCache {
+  private constructor(
+    readonly tensors: Tensor[],
+    readonly batch: number,
+    readonly length: number,
+    private readonly kvHeads: number,
+    private readonly headDim: number,
+  ) {}
+
+  static empty(layers: number, batch: number, kvHeads: number, headDim: number): KvCache {
+    const tensors = Array.from({ length: 2 * layers }, () => new Tensor('float32', new Float32Array(0), [batch, kvHeads, 0, headDim]));
+    return new KvCache(tensors, batch, 0, kvHeads, headDim);
+  }
+
+  static fromPresent(tensors: Tensor[], kvHeads: number, headDim: number): KvCache {
+    const [batch, , length] = tensors[0].dims as number[];
+    return new KvCache(tensors, batch, length, kvHeads, headDim);
+  }
+
+  /** `n` copies of one row: candidates of best-of-N share the prefix's cache instead of recomputing it. */
+  repeatRow(row: number, n: number): KvCache {
+    const rowSize = this.kvHeads * this.length * this.headDim;
+    const tensors = this.tensors.map((t) => {
+      const src = (t.data as Float32Array).subarray(row * rowSize, (row + 1) * rowSize);
+      const out = new Float32Array(n * rowSize);
+      for (let j = 0; j < n; j++) out.set(src, j * rowSize);
+      return new Tensor('float32', out, [n, this.kvHeads, this.length, this.headDim]);
+    });
+    return new KvCache(tensors, n, this.length, this.kvHeads, this.headDim);
+  }
+
+  /** One row, cut to its first `length` positions (rows of a candidate batch end at different lengths). */
+  takeRow(row: number, length: number): KvCache {
+    const d = this.headDim;
+    const tensors = this.tensors.map((t) => {
+      const src = t.data as Float32Array;
+      const out = new Float32Array(this.kvHeads * length * d);
+      for (let h = 0; h < this.kvHeads; h++) {
+        const from = ((row * this.kvHeads + h) * this.length) * d;
+        out.set(src.subarray(from, from + length * d), h * length * d);
+      }
+      return new Tensor('float32', out, [1, this.kvHeads, length, d]);
+    });
+    return new KvCache(tensors, 1, length, this.kvHeads, this.headDim);
+  }
+}

@@ -1,0 +1,93 @@
+import { Generator } from './generation';
+import type { SessionOptions } from './sessions';
+import { VlmModel } from './vlm-model';
+import { VlmProcessor } from './vlm-processor';
+import type {
+  AlignmentStats,
+  Candidate,
+  CandidateOptions,
+  GenerationRequest,
+  GenerationResult,
+  ModelInfo,
+  RevisionFeed,
+  TapFrame,
+  TapRequest,
+  TokenCallback,
+  VlmEngine,
+} from './types';
+
+export interface EngineOptions extends SessionOptions {
+  packDir: string;
+  /** Use the revisable decoder when the pack has one (default true). */
+  revisable?: boolean;
+}
+
+/**
+ * The engine on the calling thread. Its ONNX calls block this thread while they run, so services use it
+ * behind `WorkerVlmEngine`; benchmarks and the worker thread itself use it directly.
+ */
+export class LocalVlmEngine implements VlmEngine {
+  private constructor(
+    private readonly model: VlmModel,
+    private readonly generator: Generator,
+    private readonly modelInfo: ModelInfo,
+  ) {}
+
+  static async open(options: EngineOptions): Promise<LocalVlmEngine> {
+    const model = await VlmModel.open(options.packDir, options);
+    const processor = new VlmProcessor(model.pack);
+    const { layers, hidden, heads, headDim, vocabSize } = model.pack.text;
+    const info: ModelInfo = {
+      name: model.pack.name,
+      fingerprint: model.pack.fingerprint,
+      layers,
+      hidden,
+      heads,
+      headDim,
+      vocabSize,
+      executionProvider: model.executionProvider,
+      revisable: model.revisable,
+    };
+    return new LocalVlmEngine(model, new Generator(model, processor), info);
+  }
+
+  info(): ModelInfo {
+    return this.modelInfo;
+  }
+
+  generate(requests: GenerationRequest[], onToken?: TokenCallback): Promise<GenerationResult[]> {
+    return this.generator.generate(requests, onToken);
+  }
+
+  readTaps(requests: TapRequest[]): Promise<TapFrame[]> {
+    return this.generator.readTaps(requests);
+  }
+
+  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
+    return this.generator.open(request);
+  }
+
+  sampleCandidates(handle: number, options: CandidateOptions): Promise<Candidate[]> {
+    return this.generator.sampleCandidates(handle, options);
+  }
+
+  accept(handle: number, candidateIndex: number): Promise<void> {
+    return this.generator.accept(handle, candidateIndex);
+  }
+
+  text(handle: number): Promise<string> {
+    return this.generator.text(handle);
+  }
+
+  stats(handle: number): Promise<AlignmentStats> {
+    return this.generator.stats(handle);
+  }
+
+  release(handle: number): Promise<void> {
+    return this.generator.release(handle);
+  }
+
+  close(): Promise<void> {
+    return this.model.release();
+  }
+}
