@@ -20,6 +20,7 @@ export default defineConfig({
   },
   test: {
     include: ['libs/**/*.test.ts', 'apps/**/*.test.ts', 'test/**/*.test.ts'],
+    setupFiles: ['vitest.setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // Two cores: model-heavy suites run one file at a time so timings and memory stay sane.

@@ -31,6 +31,7 @@ export class ClipModel implements ClipEmbedder {
     private readonly tokenizer: ChatTokenizer,
     private readonly images: ClipImageProcessor,
     private readonly padId: number,
+    private readonly maxTextTokens: number,
   ) {}
 
   static async open(packDir: string, options: SessionOptions = {}): Promise<ClipModel> {
@@ -43,7 +44,8 @@ export class ClipModel implements ClipEmbedder {
     const preprocessor = readJson(join(packDir, 'preprocessor_config.json'));
     const text = await openSession(join(packDir, 'onnx', 'text_model.onnx'), options);
     const vision = await openSession(join(packDir, 'onnx', 'vision_model.onnx'), options);
-    return new ClipModel(text.session, vision.session, tokenizer, new ClipImageProcessor(preprocessor), padId);
+    const maxTextTokens = config.text_config?.max_position_embeddings ?? 77;
+    return new ClipModel(text.session, vision.session, tokenizer, new ClipImageProcessor(preprocessor), padId, maxTextTokens);
   }
 
   async embedImages(images: Uint8Array[]): Promise<Float32Array[]> {
@@ -59,11 +61,16 @@ export class ClipModel implements ClipEmbedder {
   async embedTexts(texts: string[]): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
     // The tokenizer's own post-processor adds CLIP's start/end tokens where the pack defines them.
-    const { ids, mask, length } = padBatch(texts.map((t) => this.tokenizer.encode(t, true)), this.padId);
+    const { ids, mask, length } = padBatch(texts.map((t) => this.truncate(this.tokenizer.encode(t, true))), this.padId);
     const feeds: Record<string, Tensor> = { input_ids: new Tensor('int64', ids, [texts.length, length]) };
     if (this.text.inputNames.includes('attention_mask')) feeds.attention_mask = new Tensor('int64', mask, [texts.length, length]);
     const out = await this.text.run(feeds);
     return rows(out.text_embeds.data as Float32Array, texts.length);
+  }
+
+  /** CLIP has learned positions for `max_position_embeddings` tokens; longer texts keep their end token, where pooling reads. */
+  private truncate(ids: number[]): number[] {
+    return ids.length <= this.maxTextTokens ? ids : [...ids.slice(0, this.maxTextTokens - 1), ids[ids.length - 1]];
   }
 
   async close(): Promise<void> {

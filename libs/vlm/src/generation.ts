@@ -371,7 +371,7 @@ export class Generator {
 
   async text(handle: number): Promise<string> {
     const c = this.conversation(handle);
-    return c.prefix + this.processor.tokenizer.decode(c.tokens);
+    return c.tokens.length ? c.prefix + this.processor.tokenizer.decode(c.tokens) : c.prefix;
   }
 
   async stats(handle: number): Promise<AlignmentStats> {

@@ -61,7 +61,10 @@ export interface GenerationRequest {
   taps?: boolean;
 }
 
-/** Activations at the last position of one forward call, read through the decoder's tap outputs. */
+/**
+ * Activations at the last position of one forward call, read through the decoder's tap outputs. They are
+ * read after the revision is added, so a revision of alpha*sigma*theta moves the tap by exactly that.
+ */
 export interface TapFrame {
   /** [layers * hidden]: residual stream after each layer. */
   layer: Float32Array;

@@ -60,7 +60,7 @@ export class WorkerVlmEngine implements VlmEngine {
 
   static async open(options: EngineOptions): Promise<WorkerVlmEngine> {
     const entry = threadEntry();
-    const worker = new Worker(entry.file, { workerData: options, execArgv: [...process.execArgv.filter((a) => !a.startsWith('--inspect')), ...entry.execArgv] });
+    const worker = new Worker(entry.file, { workerData: options, execArgv: entry.execArgv });
     const info = await new Promise<ModelInfo>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       worker.once('error', onError);
@@ -139,12 +139,11 @@ export class WorkerVlmEngine implements VlmEngine {
     return this.call('release', [handle]);
   }
 
+  /** Releases the sessions, then waits for the thread to end on its own, so no native call is cut off. */
   async close(): Promise<void> {
     if (this.exited) return;
-    try {
-      await this.call('close', []);
-    } finally {
-      await this.worker.terminate();
-    }
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    await this.call('close', []);
+    await exited;
   }
 }

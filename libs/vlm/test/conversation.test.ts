@@ -62,6 +62,7 @@ describe('best-of-N conversations', () => {
   it('prefills once, samples n candidates per batch, and continues the chosen cache exactly', async () => {
     const promptIds = (await processor.encode({ prompt, image, assistantText: prefix })).inputIds;
     const handle = await engine.open({ prompt, image, answerPrefix: prefix });
+    expect(await engine.text(handle)).toBe(prefix);
     const options = { n: 4, topK: 5, temperature: 1.5, endTokenIds: [], maxTokens: 6, seed: 1 };
     const first = await engine.sampleCandidates(handle, options);
     expect(first).toHaveLength(4);

@@ -64,3 +64,16 @@ describe('reward-model runner', () => {
     conversations.forEach((c, i) => expect(maxAbsDiff(logits[i], c.logits)).toBeLessThan(1e-4));
   });
 });
+
+describe('CLIP text limit', () => {
+  it('truncates texts beyond the learned positions, keeping the end token', async () => {
+    const clip = await ClipModel.open(TINY_CLIP);
+    try {
+      const long = 'the guard of the press is open and the light is red '.repeat(20);
+      const [embeds] = await clip.embedTexts([long]);
+      expect(embeds.every(Number.isFinite)).toBe(true);
+    } finally {
+      await clip.close();
+    }
+  });
+});

@@ -1,4 +1,6 @@
 /**
+ * A timing test: `npm test` runs *.timing.test.ts files alone, after the rest, so other suites' CPU load
+ * does not decide the outcome.
  * onnxruntime-node's session.run is synchronous native code; the worker-thread engine must keep the main
  * event loop free while a long generation runs (BullMQ lock renewal and health checks live there).
  */
@@ -37,7 +39,8 @@ describe('worker-thread engine', () => {
       // The check means something only if the engine was busy for a long stretch.
       expect(elapsed).toBeGreaterThan(1000);
       expect(lags.length).toBeGreaterThan(elapsed / period / 2);
-      expect(Math.max(...lags)).toBeLessThan(50);
+      const worst = Math.max(...lags);
+      expect(worst, `max timer lag ${worst.toFixed(1)} ms over ${lags.length} ticks in ${elapsed.toFixed(0)} ms`).toBeLessThan(50);
     } finally {
       await engine.close();
     }
