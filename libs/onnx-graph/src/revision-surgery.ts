@@ -1,0 +1,180 @@
+/**
+ * Rewrites a decoder so each forward call can add revision vectors and read activation taps.
+ *
+ * Per layer l, with m = revision_mask[b, s]:
+ * - head level: o_proj input X ← X + m * revision_head[b, l, :]. Editing o_proj's INPUT (not its output) keeps
+ *   head h's slice [h*head_dim, (h+1)*head_dim) in head space, as ITI/HSI read it (research/iar_hsi.md 2.3).
+ * - layer level: the residual stream after the layer ← stream + m * revision_layer[b, l, :].
+ * The producer's output is renamed and the revised tensor takes the original name, so every consumer (including
+ * graph outputs and subgraphs referring by name) sees revised values with no consumer rewiring. A fused
+ * Skip*LayerNormalization gets the vector on its branch operand, so both its normalized output and its sum see it.
+ * With all-zero inputs each inserted Add is x + 0 = x, so outputs stay bit-identical.
+ */
+import { DecoderStructure } from './decoder-structure';
+import { GraphIndex } from './graph-index';
+import { int64Tensor, makeNode, makeValueInfo } from './model-builder';
+import { DataType, ModelProto, NodeProto, defaultOpset } from './onnx-proto';
+
+export const REVISION_INPUTS = ['revision_layer', 'revision_head', 'revision_mask'] as const;
+export const TAP_OUTPUTS = ['tap_layer', 'tap_head'] as const;
+
+export class AlreadyRevisableError extends Error {}
+
+export interface LayerPointReport {
+  layer: number;
+  /** o_proj node and the tensor (its activation input) that receives the head revision. */
+  o_proj: string;
+  o_proj_input: string;
+  /** The attention residual merge (for reference) and the merge that ends the layer. */
+  attention_residual: string;
+  residual: string;
+  residual_kind: 'add' | 'skip-norm';
+  /** The tensor tap_layer reads (the revised stream after the layer). */
+  residual_tensor: string;
+}
+
+export function isRevisable(model: ModelProto): boolean {
+  const names = new Set(model.graph.input.map((v) => v.name));
+  return REVISION_INPUTS.some((n) => names.has(n));
+}
+
+const P = '/revision';
+
+export function addRevisionPoints(model: ModelProto, structure: DecoderStructure): LayerPointReport[] {
+  if (isRevisable(model)) throw new AlreadyRevisableError('the graph already has revision_* inputs: it is a revisable decoder');
+  const graph = model.graph;
+  const index = new GraphIndex(graph);
+  const taken = new Set([...index.producer.keys(), ...index.graphInputs, ...index.initializers.keys()]);
+  for (const n of [...REVISION_INPUTS, ...TAP_OUTPUTS]) {
+    if (taken.has(n) || index.graphOutputs.has(n)) throw new AlreadyRevisableError(`the graph already has a tensor named '${n}'`);
+  }
+  const useAxesInput = defaultOpset(model) >= 13;
+  const prefix: NodeProto[] = [];
+  const suffix: NodeProto[] = [];
+  const after = new Map<NodeProto, NodeProto[]>();
+  const schedule = (anchor: NodeProto, ...nodes: NodeProto[]) => after.set(anchor, [...(after.get(anchor) ?? []), ...nodes]);
+  const initializer = (name: string, values: number[], scalar = false) => {
+    graph.initializer.push(int64Tensor(name, scalar ? [] : [values.length], values));
+    return name;
+  };
+  const unsqueeze = (input: string, axis: number, name: string): NodeProto =>
+    useAxesInput
+      ? makeNode('Unsqueeze', [input, initializer(`${name}/axes`, [axis])], [`${name}/output_0`], name)
+      : makeNode('Unsqueeze', [input], [`${name}/output_0`], name, { axes: [axis] });
+  const fresh = (name: string) => {
+    let candidate = name;
+    for (let i = 1; taken.has(candidate); i++) candidate = `${name}_${i}`;
+    taken.add(candidate);
+    return candidate;
+  };
+
+  // Revision inputs are float32 in the contract; a half-precision decoder computes in its own type.
+  const inDtype = (input: string): string => {
+    if (structure.elemType === DataType.FLOAT) return input;
+    const cast = makeNode('Cast', [input], [`${P}/${input}/cast`], `${P}/${input}/Cast`, { to: structure.elemType });
+    prefix.push(cast);
+    return cast.output[0];
+  };
+  const revisionLayer = inDtype('revision_layer');
+  const revisionHead = inDtype('revision_head');
+  const maskUnsqueeze = unsqueeze(inDtype('revision_mask'), 2, `${P}/mask/Unsqueeze`);
+  prefix.push(maskUnsqueeze);
+  const mask = maskUnsqueeze.output[0]; // [batch, seq, 1]
+  const last = initializer(`${P}/last_position`, [-1], true);
+
+  /** mask * source[:, layer, :] → [batch, seq, width] */
+  const delta = (source: string, layerIndex: string, name: string): NodeProto[] => {
+    const gather = makeNode('Gather', [source, layerIndex], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
+    const unsq = unsqueeze(gather.output[0], 1, `${name}/Unsqueeze`);
+    const mul = makeNode('Mul', [mask, unsq.output[0]], [`${name}/Mul/output_0`], `${name}/Mul`);
+    return [gather, unsq, mul];
+  };
+  /** tensor[:, -1, :] → [batch, 1, width] */
+  const tap = (tensor: string, name: string): NodeProto[] => {
+    const gather = makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
+    return [gather, unsqueeze(gather.output[0], 1, `${name}/Unsqueeze`)];
+  };
+  /** Renames the producer's output so `tensor` becomes the revised value under its original name. */
+  const reviseInPlace = (tensor: string, addend: string, name: string): { anchor: NodeProto; add: NodeProto } => {
+    const use = index.producer.get(tensor);
+    if (!use) throw new Error(`${name}: '${tensor}' has no producer node (a graph input cannot be revised in place)`);
+    const pre = fresh(`${tensor}/pre_revision`);
+    use.node.output[use.index] = pre;
+    return { anchor: use.node, add: makeNode('Add', [pre, addend], [tensor], `${name}/Add`) };
+  };
+
+  const layerTaps: string[] = [];
+  const headTaps: string[] = [];
+  const reports: LayerPointReport[] = [];
+  for (const l of structure.layers) {
+    const base = `${P}/layers.${l.layer}`;
+    const layerIndex = initializer(`${base}/index`, [l.layer], true);
+
+    const headDelta = delta(revisionHead, layerIndex, `${base}/head`);
+    const head = reviseInPlace(l.oProjInput, headDelta[2].output[0], `${base}/head`);
+    const headTap = tap(l.oProjInput, `${base}/tap_head`);
+    schedule(head.anchor, ...headDelta, head.add, ...headTap);
+    headTaps.push(headTap[1].output[0]);
+
+    const layerDelta = delta(revisionLayer, layerIndex, `${base}/layer`);
+    const merge = l.mlp;
+    let residualTensor: string;
+    if (merge.kind === 'add') {
+      residualTensor = merge.sumOutput!;
+      const rev = reviseInPlace(residualTensor, layerDelta[2].output[0], `${base}/layer`);
+      const layerTap = tap(residualTensor, `${base}/tap_layer`);
+      schedule(rev.anchor, ...layerDelta, rev.add, ...layerTap);
+      layerTaps.push(layerTap[1].output[0]);
+    } else {
+      // Fused residual: revise the branch operand only for this node, so input + skip carries the vector.
+      const branch = merge.node.input[merge.branchIndex];
+      const revised = fresh(`${base}/layer/revised_branch`);
+      const add = makeNode('Add', [branch, layerDelta[2].output[0]], [revised], `${base}/layer/Add`);
+      const anchor = index.producerOf(branch);
+      if (!anchor) throw new Error(`layer ${l.layer}: fused residual branch '${branch}' has no producer`);
+      schedule(anchor, ...layerDelta, add);
+      merge.node.input[merge.branchIndex] = revised;
+      if (!merge.node.output[3]) {
+        while (merge.node.output.length < 4) merge.node.output.push('');
+        merge.node.output[3] = fresh(`${base}/residual_sum`);
+      }
+      residualTensor = merge.node.output[3];
+      const layerTap = tap(residualTensor, `${base}/tap_layer`);
+      schedule(merge.node, ...layerTap);
+      layerTaps.push(layerTap[1].output[0]);
+    }
+    reports.push({
+      layer: l.layer,
+      o_proj: l.oProj.name ?? l.oProj.output[0],
+      o_proj_input: l.oProjInput,
+      attention_residual: l.attention.node.name ?? l.attention.node.output[0],
+      residual: merge.node.name ?? merge.node.output[0],
+      residual_kind: merge.kind,
+      residual_tensor: residualTensor,
+    });
+  }
+
+  const concatTaps = (parts: string[], output: string) => {
+    const needsCast = structure.elemType !== DataType.FLOAT;
+    const concat = makeNode('Concat', parts, [needsCast ? `${P}/${output}/concat` : output], `${P}/${output}/Concat`, { axis: 1 });
+    suffix.push(concat);
+    if (needsCast) suffix.push(makeNode('Cast', [concat.output[0]], [output], `${P}/${output}/Cast`, { to: DataType.FLOAT }));
+  };
+  concatTaps(layerTaps, 'tap_layer');
+  concatTaps(headTaps, 'tap_head');
+
+  graph.node = [...prefix, ...graph.node.flatMap((n) => [n, ...(after.get(n) ?? [])]), ...suffix];
+
+  const { batchDim, seqDim, hidden, heads, headDim } = structure;
+  const layers = structure.layers.length;
+  graph.input.push(
+    makeValueInfo('revision_layer', DataType.FLOAT, [batchDim, layers, hidden]),
+    makeValueInfo('revision_head', DataType.FLOAT, [batchDim, layers, heads * headDim]),
+    makeValueInfo('revision_mask', DataType.FLOAT, [batchDim, seqDim]),
+  );
+  graph.output.push(
+    makeValueInfo('tap_layer', DataType.FLOAT, [batchDim, layers, hidden]),
+    makeValueInfo('tap_head', DataType.FLOAT, [batchDim, layers, heads * headDim]),
+  );
+  return reports;
+}
