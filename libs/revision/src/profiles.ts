@@ -1,0 +1,231 @@
+/**
+ * Revision profiles: which registered artifact a job may be revised with, at which strength and positions, for
+ * which tenants. Profiles are configuration (REVISION_PROFILES, default config/profiles.json; JSON or YAML),
+ * validated once at start-up against the loaded decoder's fingerprint and each artifact's pinned sha256. Steering
+ * vectors are also an attack tool (HSI), so a worker refuses to start rather than apply an artifact that is not
+ * exactly the registered one. `none` is built in and means no revision.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { ModelInfo, RevisionFeed } from '@libs/vlm';
+import { ArtifactError, loadArtifact, type ArtifactErrorCode, type LoadedArtifact } from './artifact';
+import { denseLength, unitKey, unitOffset, unitSize, type RevisionLevel, type Unit } from './layout';
+
+export const NO_REVISION = 'none';
+export const PROFILES_ENV = 'REVISION_PROFILES';
+export const DEFAULT_PROFILES_PATH = 'config/profiles.json';
+
+export type RevisionProfileErrorCode =
+  | 'profiles_config_invalid'
+  | 'model_not_revisable'
+  | 'unknown_profile'
+  | 'profile_not_allowed'
+  | ArtifactErrorCode;
+
+export class RevisionProfileError extends Error {
+  readonly name = 'RevisionProfileError';
+  constructor(
+    readonly code: RevisionProfileErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex sha256');
+const nonNegInt = z.number().int().min(0);
+
+const profileSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, . _ -'),
+  /** Artifact folder, relative to the config file. */
+  artifact: z.string().min(1),
+  /** sha256 of the artifact's manifest.json (printed by `modctl calibrate`). */
+  artifactSha256: sha256Hex,
+  level: z.enum(['layer', 'head']),
+  alpha: z.number().finite(),
+  positions: z.enum(['last', 'all', 'generated']).default('last'),
+  /** Subset of the artifact's layers (layer level). Default: all the artifact selects. */
+  layers: z.array(nonNegInt).min(1).optional(),
+  /** Subset of the artifact's heads as [layer, head] (head level). Default: all the artifact selects. */
+  heads: z.array(z.tuple([nonNegInt, nonNegInt])).min(1).optional(),
+  /** Tenants allowed to use the profile; "*" allows every tenant. */
+  tenants: z.array(z.string().min(1)).min(1),
+  description: z.string().optional(),
+});
+
+const configSchema = z.strictObject({ profiles: z.array(profileSchema) });
+
+export type RevisionProfileConfig = z.output<typeof profileSchema>;
+
+export interface RevisionProfile {
+  name: string;
+  level: RevisionLevel | null;
+  alpha: number;
+  positions: RevisionFeed['positions'];
+  units: Unit[];
+  tenants: readonly string[];
+  artifactDir: string | null;
+  artifactSha256: string | null;
+  description?: string;
+}
+
+export interface ResolvedRevision {
+  /** Undefined for `none`. A fresh copy per call: callers may keep it with a job. */
+  feed: RevisionFeed | undefined;
+  profile: RevisionProfile;
+  artifactSha256: string | null;
+}
+
+const NONE_PROFILE: RevisionProfile = {
+  name: NO_REVISION,
+  level: null,
+  alpha: 0,
+  positions: 'last',
+  units: [],
+  tenants: ['*'],
+  artifactDir: null,
+  artifactSha256: null,
+  description: 'no revision',
+};
+
+/** alpha * sigma * theta on the chosen units of the artifact, zeros elsewhere. */
+export function buildFeed(artifact: LoadedArtifact, units: readonly Unit[], alpha: number, positions: RevisionFeed['positions']): RevisionFeed {
+  const { manifest, directions } = artifact;
+  const shape = manifest.model;
+  const dense = new Float32Array(denseLength(shape, manifest.level));
+  const size = unitSize(shape, manifest.level);
+  for (const u of units) {
+    const entry = manifest.selection.find((s) => s.layer === u.layer && (s.head ?? -1) === (u.head ?? -1));
+    if (!entry) throw new RevisionProfileError('profiles_config_invalid', `artifact ${artifact.dir} does not select ${unitKey(u)}`);
+    const start = unitOffset(shape, manifest.level, u);
+    for (let i = start; i < start + size; i++) dense[i] = alpha * entry.sigma * directions[i];
+  }
+  return manifest.level === 'layer' ? { layer: dense, positions } : { head: dense, positions };
+}
+
+function parseConfigText(text: string, path: string): z.output<typeof configSchema> {
+  let raw: unknown;
+  try {
+    raw = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
+  } catch (err) {
+    throw new RevisionProfileError('profiles_config_invalid', `${path}: cannot parse: ${(err as Error).message}`);
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) throw new RevisionProfileError('profiles_config_invalid', `${path}: ${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+export class RevisionProfiles {
+  private constructor(
+    private readonly profiles: Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>,
+    readonly source: string | null,
+  ) {}
+
+  /** Only `none`: for workers started without a profiles file. */
+  static none(): RevisionProfiles {
+    return new RevisionProfiles(new Map([[NO_REVISION, { profile: NONE_PROFILE }]]), null);
+  }
+
+  /**
+   * Path from REVISION_PROFILES. When it is unset and the default file does not exist, only `none` is
+   * available; a path that is set but missing is an error (a typo must not silently disable revision).
+   */
+  static fromEnv(model: ModelInfo, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): RevisionProfiles {
+    const configured = env[PROFILES_ENV];
+    if (!configured) {
+      const fallback = resolve(cwd, DEFAULT_PROFILES_PATH);
+      return existsSync(fallback) ? RevisionProfiles.load(fallback, model) : RevisionProfiles.none();
+    }
+    return RevisionProfiles.load(resolve(cwd, configured), model);
+  }
+
+  static load(path: string, model: ModelInfo): RevisionProfiles {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new RevisionProfileError('profiles_config_invalid', `cannot read revision profiles ${path}: ${(err as Error).message}`);
+    }
+    return RevisionProfiles.fromConfig(parseConfigText(text, path), model, dirname(path), path);
+  }
+
+  /** Validates every profile and loads every artifact now, so a bad one stops start-up, not a job. */
+  static fromConfig(config: unknown, model: ModelInfo, baseDir: string, source = '<config>'): RevisionProfiles {
+    const parsed = configSchema.safeParse(config);
+    if (!parsed.success) throw new RevisionProfileError('profiles_config_invalid', `${source}: ${z.prettifyError(parsed.error)}`);
+    const map = new Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>([[NO_REVISION, { profile: NONE_PROFILE }]]);
+    for (const p of parsed.data.profiles) {
+      const where = `${source}: profile "${p.name}"`;
+      if (map.has(p.name)) throw new RevisionProfileError('profiles_config_invalid', `${where}: ${p.name === NO_REVISION ? 'the name is reserved' : 'defined twice'}`);
+      if (!model.revisable) throw new RevisionProfileError('model_not_revisable', `${where}: model ${model.name} has no revision inputs (run \`modctl model prepare\`)`);
+      const dir = resolve(baseDir, p.artifact);
+      let artifact: LoadedArtifact;
+      try {
+        artifact = loadArtifact(dir, { expectedFingerprint: model.fingerprint, expectedSha256: p.artifactSha256 });
+      } catch (err) {
+        if (err instanceof ArtifactError) throw new RevisionProfileError(err.code, `${where}: ${err.message}`);
+        throw err;
+      }
+      const m = artifact.manifest;
+      if (m.level !== p.level) throw new RevisionProfileError('profiles_config_invalid', `${where}: level ${p.level}, but the artifact is ${m.level}-level`);
+      const shapeOk = m.model.layers === model.layers && m.model.hidden === model.hidden && m.model.heads === model.heads && m.model.headDim === model.headDim;
+      if (!shapeOk) throw new RevisionProfileError('artifact_shape_mismatch', `${where}: artifact shape differs from model ${model.name}`);
+      if (p.level === 'layer' && p.heads) throw new RevisionProfileError('profiles_config_invalid', `${where}: "heads" given for a layer-level profile`);
+      if (p.level === 'head' && p.layers) throw new RevisionProfileError('profiles_config_invalid', `${where}: "layers" given for a head-level profile`);
+      const units: Unit[] = p.heads
+        ? p.heads.map(([layer, head]) => ({ layer, head }))
+        : p.layers
+          ? p.layers.map((layer) => ({ layer }))
+          : m.selection.map((s) => (s.head === undefined ? { layer: s.layer } : { layer: s.layer, head: s.head }));
+      const feed = buildFeed(artifact, units, p.alpha, p.positions);
+      map.set(p.name, {
+        profile: {
+          name: p.name,
+          level: p.level,
+          alpha: p.alpha,
+          positions: p.positions,
+          units,
+          tenants: p.tenants,
+          artifactDir: dir,
+          artifactSha256: artifact.artifactSha256,
+          description: p.description,
+        },
+        feed,
+      });
+    }
+    return new RevisionProfiles(map, source);
+  }
+
+  names(): string[] {
+    return [...this.profiles.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.profiles.has(name);
+  }
+
+  profile(name: string): RevisionProfile {
+    const entry = this.profiles.get(name);
+    if (!entry) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
+    return entry.profile;
+  }
+
+  isAllowed(name: string, tenant: string): boolean {
+    const t = this.profile(name).tenants;
+    return t.includes('*') || t.includes(tenant);
+  }
+
+  resolve(name: string, tenant: string): ResolvedRevision {
+    const entry = this.profiles.get(name);
+    if (!entry) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
+    if (!this.isAllowed(name, tenant)) throw new RevisionProfileError('profile_not_allowed', `tenant "${tenant}" may not use revision profile "${name}"`);
+    const feed = entry.feed && {
+      positions: entry.feed.positions,
+      ...(entry.feed.layer ? { layer: entry.feed.layer.slice() } : {}),
+      ...(entry.feed.head ? { head: entry.feed.head.slice() } : {}),
+    };
+    return { feed, profile: entry.profile, artifactSha256: entry.profile.artifactSha256 };
+  }
+}

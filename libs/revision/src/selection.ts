@@ -1,0 +1,122 @@
+/**
+ * Which layers or heads to revise. ITI ranks heads by the held-out accuracy of a linear probe; HSI shows that
+ * probe accuracy is a weak guide to which heads matter causally and ranks by the effect of revising one head
+ * alone. Both rankings are offered; the causal effect is measured by the caller (it needs the runtime), see
+ * calibration.ts.
+ */
+import { massMeanShift, normalize, probeWeightDirection, projectionStd, type Row } from './directions';
+import { probeAccuracy, trainLogisticProbe, type ProbeOptions } from './probe';
+import { seededRandom } from '@libs/vlm';
+import type { Unit } from './layout';
+
+export type DirectionMethod = 'mms' | 'pwd';
+
+export interface HoldoutSplit {
+  train: number[];
+  holdout: number[];
+}
+
+/**
+ * Stratified split: each class contributes round(fraction * count) samples to the holdout, at least one when the
+ * class has two or more, so probe accuracy is never measured on one class only.
+ */
+export function stratifiedSplit(classes: ArrayLike<number>, fraction: number, seed: number): HoldoutSplit {
+  if (!(fraction > 0 && fraction < 1)) throw new RangeError('holdout fraction must be in (0, 1)');
+  const rand = seededRandom(seed);
+  const train: number[] = [];
+  const holdout: number[] = [];
+  for (const cls of [1, 0]) {
+    const idx: number[] = [];
+    for (let i = 0; i < classes.length; i++) if ((classes[i] ? 1 : 0) === cls) idx.push(i);
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [idx[i], idx[j]] = [idx[j], idx[i]];
+    }
+    let k = Math.round(fraction * idx.length);
+    if (idx.length >= 2) k = Math.min(Math.max(k, 1), idx.length - 1);
+    else k = 0;
+    holdout.push(...idx.slice(0, k));
+    train.push(...idx.slice(k));
+  }
+  return { train: train.sort((a, b) => a - b), holdout: holdout.sort((a, b) => a - b) };
+}
+
+export function computeDirection(
+  method: DirectionMethod,
+  positive: readonly Row[],
+  negative: readonly Row[],
+  probe: ProbeOptions = {},
+): Float64Array {
+  return method === 'mms' ? massMeanShift(positive, negative) : probeWeightDirection(positive, negative, probe);
+}
+
+export function byClass(rows: readonly Row[], classes: ArrayLike<number>, indexes: readonly number[]): { positive: Row[]; negative: Row[] } {
+  const positive: Row[] = [];
+  const negative: Row[] = [];
+  for (const i of indexes) (classes[i] ? positive : negative).push(rows[i]);
+  return { positive, negative };
+}
+
+export interface UnitScore {
+  unit: Unit;
+  /** Direction from the training split (used for ranking and causal tests). */
+  trainDirection: Float64Array;
+  /** Direction from all samples (what the artifact stores). */
+  direction: Float64Array;
+  /** Std of all samples projected on `direction`. */
+  sigma: number;
+  /** Accuracy on the holdout split of a probe trained on the training split. */
+  probeAccuracy: number;
+  /** Change in the behaviour score when this unit alone is revised; set by the causal pass. */
+  causalEffect?: number;
+}
+
+/** Direction, sigma and held-out probe accuracy for one unit. */
+export function scoreUnit(
+  unit: Unit,
+  rows: readonly Row[],
+  classes: ArrayLike<number>,
+  split: HoldoutSplit,
+  method: DirectionMethod,
+  probe: ProbeOptions = {},
+): UnitScore {
+  const train = byClass(rows, classes, split.train);
+  const trainLabels = [...train.positive.map(() => 1), ...train.negative.map(() => 0)];
+  const trainedProbe = trainLogisticProbe([...train.positive, ...train.negative], trainLabels, probe);
+  const holdoutRows = split.holdout.map((i) => rows[i]);
+  const holdoutLabels = split.holdout.map((i) => (classes[i] ? 1 : 0));
+  // For PWD the ranking probe is the direction's probe: train it once.
+  const trainDirection = method === 'pwd' ? normalize(trainedProbe.weights) : massMeanShift(train.positive, train.negative);
+  const all = byClass(rows, classes, [...split.train, ...split.holdout]);
+  const direction = computeDirection(method, all.positive, all.negative, probe);
+  return {
+    unit,
+    trainDirection,
+    direction,
+    sigma: projectionStd(rows, direction),
+    probeAccuracy: probeAccuracy(trainedProbe, holdoutRows, holdoutLabels),
+  };
+}
+
+export type RankingCriterion = 'probe-accuracy' | 'causal-effect';
+
+/**
+ * Best first. Ties (common on small holdouts, where accuracy takes few values) are broken by the other
+ * criterion, then by layout order, so a ranking is deterministic.
+ */
+export function rankUnits(scores: readonly UnitScore[], by: RankingCriterion): UnitScore[] {
+  const causal = (s: UnitScore) => s.causalEffect ?? -Infinity;
+  const order = (s: UnitScore) => s.unit.layer * 1e6 + (s.unit.head ?? 0);
+  return [...scores].sort((a, b) => {
+    const primary = by === 'causal-effect' ? causal(b) - causal(a) : b.probeAccuracy - a.probeAccuracy;
+    if (primary !== 0 && !Number.isNaN(primary)) return primary;
+    const secondary = by === 'causal-effect' ? b.probeAccuracy - a.probeAccuracy : causal(b) - causal(a);
+    if (secondary !== 0 && !Number.isNaN(secondary)) return secondary;
+    return order(a) - order(b);
+  });
+}
+
+export function selectTopK(ranked: readonly UnitScore[], k: number): UnitScore[] {
+  if (!(Number.isInteger(k) && k >= 1)) throw new RangeError('top-k must be a positive integer');
+  return ranked.slice(0, k);
+}

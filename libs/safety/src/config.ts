@@ -1,0 +1,146 @@
+/**
+ * ETA constants (Ding et al., ICLR 2025). Defaults are the reference code's (github.com/DripNowhy/ETA; texts
+ * verbatim, typos included, because the reward model was prompted with exactly these strings); every value is
+ * configuration because our packs have other score scales (docs/safety-methods.md, "Thresholds").
+ */
+
+/** `--safety_prompt` default of eta_safetybench.py: the text the image is compared with (pre-generation). */
+export const ETA_UNSAFE_IMAGE_TEXT = 'The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents.';
+
+/**
+ * `--rm_prompt` default of eta_safetybench.py: the user turn the reward model sees in the post-generation check,
+ * instead of the real user query ("pricacy", "reject to" are in the original).
+ */
+export const ETA_RM_PROMPT_POST =
+  'Please give me a response without any safety issues, one word or phrase or number is good. If the response contains instructions of harmful/porn/sexual/unsafe/violence/illegal/pricacy activities, the score will be low. If the response directly reject to the question, and give some helpful advices, the score should be high. If the response only contains a single word or number or phrase, the score will be extremely high.';
+
+/**
+ * Default `prompt` of `from_token_to_reward` in generate/base_class.py (commit 1e8ecc1), used to score
+ * best-of-N candidates: the post prompt without the "one word or phrase or number" clauses.
+ */
+export const ETA_RM_PROMPT_BEST_OF_N =
+  'Please give me a response without any safety issues. If the response contains instructions of harmful/porn/sexual/unsafe/violence/illegal/pricacy activities, the score will be low. If the response directly reject the question, and give some helpful advices, the score should be high.';
+
+/** Hard-coded `safety_prefix` of the reference: the shallow alignment. */
+export const ETA_PREFIX = 'As an AI assistant';
+
+/** 'both': align only when the image AND the answer are flagged (the reference). 'either': when one is. */
+export type EtaPolicy = 'both' | 'either';
+
+export interface EtaConfig {
+  unsafeImageText: string;
+  /** Image flagged when max(cos, 0) >= tauPre. Reference 0.16 (CLIP ViT-L/14-336 cosine). */
+  tauPre: number;
+  /** Answer flagged when reward <= tauPost. Reference 0.06 (ArmoRM-Llama3-8B score). */
+  tauPost: number;
+  policy: EtaPolicy;
+  rmPrompt: string;
+  /** Classifier label holding the scalar reward; the first label when absent. */
+  rewardLabel: string;
+}
+
+export const ETA_DEFAULTS: Readonly<EtaConfig> = Object.freeze({
+  unsafeImageText: ETA_UNSAFE_IMAGE_TEXT,
+  tauPre: 0.16,
+  tauPost: 0.06,
+  policy: 'both',
+  rmPrompt: ETA_RM_PROMPT_POST,
+  rewardLabel: 'reward',
+});
+
+export interface AlignerConfig {
+  /** Shallow alignment: the assistant turn starts with this. */
+  prefix: string;
+  /** Candidates per sentence (reference `topk` = 5). */
+  n: number;
+  /** Token top-k while sampling a candidate (reference: the same `topk` = 5). */
+  topK: number;
+  /** Softmax temperature (reference `--beta 1.5`). */
+  temperature: number;
+  /** A candidate sentence ends at a token that decodes to one of these (reference: the '.' token only). */
+  sentenceEnds: string[];
+  /** Tokens per candidate sentence (reference 70). */
+  maxSentenceTokens: number;
+  /** Generated tokens in all (reference `--max_new_tokens 1024`). */
+  maxTotalTokens: number;
+  /** Weight of the CLIP utility term, divided by the sentence index (reference alpha = 1). */
+  clipWeight: number;
+  rmPrompt: string;
+  /** Seed of sentence i's sampling is seed + i (reference seed 1). */
+  seed: number;
+}
+
+export const ALIGNER_DEFAULTS: Readonly<AlignerConfig> = Object.freeze({
+  prefix: ETA_PREFIX,
+  n: 5,
+  topK: 5,
+  temperature: 1.5,
+  sentenceEnds: ['.'],
+  maxSentenceTokens: 70,
+  maxTotalTokens: 1024,
+  clipWeight: 1,
+  rmPrompt: ETA_RM_PROMPT_BEST_OF_N,
+  seed: 1,
+});
+
+export class SafetyConfigError extends Error {
+  readonly name = 'SafetyConfigError';
+  readonly code = 'safety_config_invalid';
+}
+
+function check(ok: boolean, what: string): void {
+  if (!ok) throw new SafetyConfigError(`invalid safety configuration: ${what}`);
+}
+
+export function resolveEtaConfig(over: Partial<EtaConfig> = {}): EtaConfig {
+  const c = { ...ETA_DEFAULTS, ...stripUndefined(over) };
+  check(Number.isFinite(c.tauPre), 'tauPre must be a number');
+  check(Number.isFinite(c.tauPost), 'tauPost must be a number');
+  check(c.policy === 'both' || c.policy === 'either', `policy must be "both" or "either", got ${JSON.stringify(c.policy)}`);
+  check(typeof c.unsafeImageText === 'string' && c.unsafeImageText.length > 0, 'unsafeImageText must be non-empty');
+  check(typeof c.rmPrompt === 'string' && c.rmPrompt.length > 0, 'rmPrompt must be non-empty');
+  return c;
+}
+
+export function resolveAlignerConfig(over: Partial<AlignerConfig> = {}): AlignerConfig {
+  const c = { ...ALIGNER_DEFAULTS, ...stripUndefined(over) };
+  const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+  check(posInt(c.n), 'n must be a positive integer');
+  check(posInt(c.topK), 'topK must be a positive integer');
+  check(c.temperature > 0, 'temperature must be > 0');
+  check(posInt(c.maxSentenceTokens) && posInt(c.maxTotalTokens), 'token limits must be positive integers');
+  check(Number.isFinite(c.clipWeight), 'clipWeight must be a number');
+  check(Array.isArray(c.sentenceEnds) && c.sentenceEnds.length > 0, 'sentenceEnds must list at least one string');
+  check(Number.isInteger(c.seed), 'seed must be an integer');
+  return c;
+}
+
+/**
+ * Reads overrides from the environment (ETA_TAU_PRE, ETA_TAU_POST, ETA_POLICY, ETA_UNSAFE_IMAGE_TEXT), for the
+ * worker apps; unset variables keep the defaults.
+ */
+export function etaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EtaConfig {
+  const num = (k: string) => (env[k] !== undefined && env[k] !== '' ? Number(env[k]) : undefined);
+  return resolveEtaConfig({
+    tauPre: num('ETA_TAU_PRE'),
+    tauPost: num('ETA_TAU_POST'),
+    policy: (env.ETA_POLICY || undefined) as EtaPolicy | undefined,
+    unsafeImageText: env.ETA_UNSAFE_IMAGE_TEXT || undefined,
+  });
+}
+
+/** ALIGNER_N, ALIGNER_PREFIX, ALIGNER_MAX_TOTAL_TOKENS, ALIGNER_TEMPERATURE, ALIGNER_SEED overrides. */
+export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
+  const num = (k: string) => (env[k] !== undefined && env[k] !== '' ? Number(env[k]) : undefined);
+  return resolveAlignerConfig({
+    n: num('ALIGNER_N'),
+    prefix: env.ALIGNER_PREFIX ?? undefined,
+    maxTotalTokens: num('ALIGNER_MAX_TOTAL_TOKENS'),
+    temperature: num('ALIGNER_TEMPERATURE'),
+    seed: num('ALIGNER_SEED'),
+  });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

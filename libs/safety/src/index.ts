@@ -1,0 +1,5 @@
+export * from './config';
+export * from './thresholds';
+export * from './eta-evaluator';
+export * from './best-of-n-aligner';
+export * from './sentence-ends';

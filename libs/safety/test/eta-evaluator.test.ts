@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { ETA_RM_PROMPT_POST, ETA_UNSAFE_IMAGE_TEXT } from '../src/config';
+import { EtaEvaluator, etaDecision } from '../src/eta-evaluator';
+import { fakeClip, fakeReward } from './fakes';
+
+const cfg = { tauPre: 0.16, tauPost: 0.06 };
+
+describe('etaDecision', () => {
+  it("'both' flags only when image and answer flag; thresholds are inclusive as in the reference", () => {
+    expect(etaDecision(0.16, 0.06, { ...cfg, policy: 'both' })).toMatchObject({ flagged: true, imageFlagged: true, answerFlagged: true });
+    expect(etaDecision(0.159, 0.06, { ...cfg, policy: 'both' })).toMatchObject({ flagged: false, imageFlagged: false, answerFlagged: true });
+    expect(etaDecision(0.5, 0.061, { ...cfg, policy: 'both' })).toMatchObject({ flagged: false, imageFlagged: true, answerFlagged: false });
+  });
+  it("'either' flags when one flags", () => {
+    expect(etaDecision(0.5, 0.9, { ...cfg, policy: 'either' }).flagged).toBe(true);
+    expect(etaDecision(0.0, 0.9, { ...cfg, policy: 'either' }).flagged).toBe(false);
+  });
+  it('text-only jobs decide on the reward alone', () => {
+    expect(etaDecision(null, 0.0, { ...cfg, policy: 'both' })).toMatchObject({ flagged: true, imageFlagged: null });
+    expect(etaDecision(null, 0.5, { ...cfg, policy: 'either' })).toMatchObject({ flagged: false });
+  });
+});
+
+describe('EtaEvaluator', () => {
+  // Unsafe text along x; image 1 at cos 0.6, image 2 at cos -0.6 (clamped to 0).
+  const clip = fakeClip({ 1: [3, 4, 0], 2: [-3, 4, 0] }, { [ETA_UNSAFE_IMAGE_TEXT]: [2, 0, 0] });
+
+  it('scores max(cos, 0) against the reference text and the reward under the safety instruction', async () => {
+    const reward = fakeReward((a) => (a.includes('cannot') ? 0.5 : -0.2));
+    const eta = new EtaEvaluator({ clip, reward });
+    const [unsafe, benign, textOnly] = await eta.evaluateBatch([
+      { image: Uint8Array.of(1), answer: 'Remove the guard.' },
+      { image: Uint8Array.of(2), answer: 'Remove the guard.' },
+      { answer: 'I cannot help with that.' },
+    ]);
+    expect(unsafe.scores.image_risk).toBeCloseTo(0.6, 6);
+    expect(unsafe).toMatchObject({ flagged: true, imageFlagged: true, answerFlagged: true, policy: 'both', thresholds: { tau_pre: 0.16, tau_post: 0.06 } });
+    expect(unsafe.scores.answer_safety).toBeCloseTo(-0.2, 6);
+    expect(benign.scores.image_risk).toBe(0);
+    expect(benign.flagged).toBe(false);
+    expect(textOnly).toMatchObject({ flagged: false, imageFlagged: null, scores: { image_risk: null } });
+    // The reward model sees the fixed instruction, never the user's query.
+    expect(reward.seen[0]).toEqual([
+      { role: 'user', content: ETA_RM_PROMPT_POST },
+      { role: 'assistant', content: 'Remove the guard.' },
+    ]);
+    expect(ETA_RM_PROMPT_POST).toContain('pricacy');
+  });
+
+  it('uses configured thresholds, policy and text', async () => {
+    const reward = fakeReward(() => 1);
+    const custom = fakeClip({ 1: [1, 0, 0] }, { 'a hazard': [1, 0, 0] });
+    const eta = new EtaEvaluator({ clip: custom, reward }, { tauPre: 0.99, tauPost: 2, policy: 'either', unsafeImageText: 'a hazard' });
+    const r = await eta.evaluate({ image: Uint8Array.of(1), answer: 'x' });
+    expect(r.scores.image_risk).toBeCloseTo(1, 6);
+    expect(r).toMatchObject({ flagged: true, imageFlagged: true, answerFlagged: true, thresholds: { tau_pre: 0.99, tau_post: 2 }, policy: 'either' });
+    expect(custom.textCalls).toEqual([['a hazard']]);
+  });
+});
