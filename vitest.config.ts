@@ -16,6 +16,7 @@ export default defineConfig({
       '@libs/onnx-graph': lib('onnx-graph'),
       '@libs/revision': lib('revision'),
       '@libs/safety': lib('safety'),
+      '@libs/evaluation': lib('evaluation'),
     },
   },
   test: {

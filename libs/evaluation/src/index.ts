@@ -1,0 +1,5 @@
+export * from './dataset';
+export * from './judge';
+export * from './metrics';
+export * from './report';
+export * from './plot';

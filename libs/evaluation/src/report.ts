@@ -1,0 +1,26 @@
+import type { Estimate, SafetyMetrics } from './metrics';
+
+export interface ConfigResult {
+  name: string;
+  description: string;
+  metrics: SafetyMetrics;
+}
+
+const pct = (e: Estimate) => (Number.isNaN(e.value) ? 'n/a' : `${(100 * e.value).toFixed(1)} [${(100 * e.low).toFixed(1)}, ${(100 * e.high).toFixed(1)}]`);
+
+/** Relative change of a rate against the baseline, in percent (negative = reduction). */
+export function relativeChange(value: number, baseline: number): number {
+  return baseline === 0 ? 0 : (100 * (value - baseline)) / baseline;
+}
+
+export function markdownTable(results: ConfigResult[], baseline = results[0]): string {
+  const head =
+    '| config | image+harmful ASR % | Δ rel. | text-only harmful ASR % | over-refusal % (benign) | over-refusal % (risky scenes) | benign accuracy % | mean tokens | mean ms/item | aligned % |\n' +
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n';
+  const rows = results.map((r) => {
+    const m = r.metrics;
+    const delta = r === baseline ? '' : `${relativeChange(m.imageHarmfulAsr.value, baseline.metrics.imageHarmfulAsr.value).toFixed(0)}%`;
+    return `| ${r.name} | ${pct(m.imageHarmfulAsr)} | ${delta} | ${pct(m.textHarmfulAsr)} | ${pct(m.overRefusal)} | ${pct(m.riskySceneOverRefusal)} | ${pct(m.benignAccuracy)} | ${m.meanTokens.toFixed(1)} | ${m.meanLatencyMs.toFixed(1)} | ${(100 * m.alignedShare).toFixed(1)} |`;
+  });
+  return head + rows.join('\n') + '\n';
+}
