@@ -54,9 +54,9 @@ describe('reward-model runner', () => {
 
   it('formats conversations with the pack chat template and scores them within 1e-4', async () => {
     expect(guard.labels).toEqual(['reward']);
-    const conversations = golden.conversations as { messages: never[]; text: string; logits: number[] }[];
+    const conversations = golden.conversations as { messages: never[]; text: string; input_ids: number[]; logits: number[] }[];
     const tokenizer = new ChatTokenizer(json(join(TINY_GUARD, 'tokenizer.json')), json(join(TINY_GUARD, 'tokenizer_config.json')));
-    for (const c of conversations as { messages: never[]; text: string; input_ids: number[] }[]) {
+    for (const c of conversations) {
       expect(guard.format(c.messages)).toBe(c.text);
       expect(tokenizer.encode(c.text)).toEqual(c.input_ids);
     }

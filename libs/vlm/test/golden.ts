@@ -24,8 +24,8 @@ export interface VlmGolden {
   revision: { layer: { data: number[] }; head: { data: number[] } };
   max_new_tokens: number;
   cases: Record<'none' | 'layer_last' | 'layer_all' | 'head_last' | 'head_all', GoldenCase>;
-  text_only: GoldenCase & { prompt_text: string; input_ids: number[]; messages: { content: { type: string; text?: string }[] }[] };
-  messages: { content: { type: string; text?: string }[] }[];
+  text_only: GoldenCase & { prompt_text: string; input_ids: number[]; messages: { role: string; content: { type: string; text?: string }[] }[] };
+  messages: { role: string; content: { type: string; text?: string }[] }[];
 }
 
 export function loadVlmGolden(): VlmGolden {

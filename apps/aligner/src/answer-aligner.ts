@@ -1,0 +1,21 @@
+import type { RevisionFeed } from '@libs/vlm';
+
+export const ANSWER_ALIGNER = Symbol('ANSWER_ALIGNER');
+
+export interface AlignedAnswer {
+  answer: string;
+  n: number;
+  /** Index of the chosen candidate at each sentence. */
+  chosen: number[];
+  candidatesScored: number;
+  /** Post-generation safety score of the aligned answer. */
+  answerSafety: number;
+  /** Whether the aligned answer passes the post-generation threshold; if not, the verdict is `blocked`. */
+  safe: boolean;
+}
+
+/** What the aligner role needs from the safety methods: ETA's shallow prefix + sentence-level best-of-N. */
+export interface AnswerAligner {
+  align(input: { prompt: string; image?: Uint8Array; revision?: RevisionFeed; seed?: number }): Promise<AlignedAnswer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,36 @@
+import { alignerConfigFromEnv as safetyAlignerConfigFromEnv, type AlignerConfig as BestOfNConfig } from '@libs/safety';
+import { evaluatorConfigFromEnv, type EvaluatorConfig } from '../../evaluator/src/config';
+import { executionProvidersFromEnv, GENERATOR_ENV, DEFAULT_VLM_PACK_DIR } from '../../generator/src/config';
+
+/**
+ * Env of the aligner role: the VLM's (VLM_PACK_DIR, EXECUTION_PROVIDERS), the evaluator's (CLIP_PACK_DIR,
+ * REWARD_PACK_DIR, ETA_*), the safety library's best-of-N settings (ALIGNER_N, ALIGNER_PREFIX,
+ * ALIGNER_MAX_TOTAL_TOKENS, ALIGNER_TEMPERATURE, ALIGNER_SEED) and the text of a blocked answer.
+ */
+export const ALIGNER_ENV = { blockedAnswer: 'ALIGNER_BLOCKED_ANSWER' } as const;
+
+export const DEFAULT_BLOCKED_ANSWER = "I can't help with that. If you have a question about operating this equipment safely, please ask it.";
+
+export interface AlignerConfig {
+  packDir: string;
+  executionProviders: string[];
+  intraOpNumThreads?: number;
+  evaluator: EvaluatorConfig;
+  bestOfN: BestOfNConfig;
+  /** What a blocked verdict returns as its final answer: the aligned answer was still judged unsafe. */
+  blockedAnswer: string;
+}
+
+export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
+
+export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
+  const threads = env[GENERATOR_ENV.intraOpThreads];
+  return {
+    packDir: env[GENERATOR_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
+    executionProviders: executionProvidersFromEnv(env),
+    intraOpNumThreads: threads ? Number(threads) : undefined,
+    evaluator: evaluatorConfigFromEnv(env),
+    bestOfN: safetyAlignerConfigFromEnv(env),
+    blockedAnswer: env[ALIGNER_ENV.blockedAnswer] || DEFAULT_BLOCKED_ANSWER,
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * Binds the AnswerAligner port to @libs/safety's BestOfNAligner, with the evaluator role's EtaEvaluator binding.
+ * The one place that knows the safety library's aligner API.
+ */
+import { Logger } from '@nestjs/common';
+import { BestOfNAligner, sentenceEndTokenIds } from '@libs/safety';
+import type { VlmEngine } from '@libs/vlm';
+import { openSafetyEvaluator } from '../../evaluator/src/safety-evaluator.adapter';
+import type { AlignedAnswer, AnswerAligner } from './answer-aligner';
+import type { AlignerConfig } from './config';
+
+export async function openSafetyAligner(engine: VlmEngine, config: AlignerConfig): Promise<AnswerAligner> {
+  const evaluator = await openSafetyEvaluator(config.evaluator);
+  const endTokenIds = sentenceEndTokenIds(config.packDir, config.bestOfN.sentenceEnds);
+  const aligner = new BestOfNAligner({ engine, evaluator: evaluator.eta, clip: evaluator.clip, endTokenIds }, config.bestOfN);
+  new Logger('BestOfNAligner').log(
+    `n ${aligner.config.n}, prefix "${aligner.config.prefix}", max ${aligner.config.maxTotalTokens} tokens, ${endTokenIds.length} sentence-end tokens`,
+  );
+  return {
+    async align({ prompt, image, revision, seed }): Promise<AlignedAnswer> {
+      const out = await aligner.align({ prompt, image, revision, seed });
+      return {
+        answer: out.answer,
+        n: out.n,
+        chosen: out.chosen,
+        candidatesScored: out.candidatesScored,
+        answerSafety: out.final.answer_safety,
+        safe: out.final.passed,
+      };
+    },
+    close: () => evaluator.close(),
+  };
+}

@@ -1,0 +1,33 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ModerationError, type StageJob } from '@libs/contracts';
+import { BLOB_STORE, type BlobStore } from '@libs/storage';
+import { ANSWER_EVALUATOR, type AnswerEvaluation, type AnswerEvaluator } from './answer-evaluator';
+
+/** Scores a job's answer (and image) with ETA's evaluators. */
+@Injectable()
+export class EvaluationService {
+  constructor(
+    @Inject(ANSWER_EVALUATOR) readonly evaluator: AnswerEvaluator,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
+  ) {}
+
+  async evaluate(job: StageJob): Promise<AnswerEvaluation & { ms: number }> {
+    if (job.answer === undefined) throw new ModerationError('invalid_request', 'evaluate job carries no answer');
+    let image: Uint8Array | undefined;
+    if (job.imageSha256) {
+      const bytes = await this.blobs.get(job.imageSha256);
+      if (!bytes) throw new ModerationError('blob_missing', `image ${job.imageSha256} is not in the blob store`);
+      image = bytes;
+    }
+    const started = Date.now();
+    let result: AnswerEvaluation;
+    try {
+      result = await this.evaluator.evaluate({ prompt: job.prompt, image, answer: job.answer, policy: job.policy });
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/unsupported image format|Input buffer|corrupt|decode|premature end/i.test(message)) throw new ModerationError('image_undecodable', message);
+      throw new ModerationError('evaluation_failed', message);
+    }
+    return { ...result, ms: Date.now() - started };
+  }
+}

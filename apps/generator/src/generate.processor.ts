@@ -1,0 +1,37 @@
+import { Processor } from '@nestjs/bullmq';
+import { Inject } from '@nestjs/common';
+import type { Job } from 'bullmq';
+import type { StageJob, Verdict } from '@libs/contracts';
+import { StageDispatcher, stageWorkerOptions } from '@libs/queue';
+import { StageWorkerHost, VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { GenerationService } from './generation.service';
+
+@Processor('generate', stageWorkerOptions('generate'))
+export class GenerateProcessor extends StageWorkerHost {
+  protected readonly stage = 'generate' as const;
+  protected readonly failureCode = 'generation_failed' as const;
+
+  constructor(
+    @Inject(VERDICT_STORE) verdicts: VerdictStore,
+    private readonly generation: GenerationService,
+    private readonly dispatcher: StageDispatcher,
+  ) {
+    super(verdicts);
+  }
+
+  protected async run(job: Job<StageJob>, verdict: Verdict): Promise<void> {
+    // A run that died after recording its answer (before BullMQ saw it complete) does not burn the GPU again.
+    if (verdict.original_answer !== null && verdict.timings.generate_ms !== undefined) {
+      await this.dispatcher.enqueue('evaluate', { ...job.data, answer: verdict.original_answer, attempt: verdict.attempts });
+      return;
+    }
+    const out = await this.generation.generate(job.data);
+    await this.verdicts.patch(job.data.id, (v) => ({
+      original_answer: out.answer,
+      model: out.model,
+      revision: out.revision,
+      timings: { ...v.timings, generate_ms: out.ms, generate_tokens: out.tokens },
+    }));
+    await this.dispatcher.enqueue('evaluate', { ...job.data, answer: out.answer, attempt: verdict.attempts });
+  }
+}

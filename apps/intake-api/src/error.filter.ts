@@ -1,0 +1,76 @@
+import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { ModerationError, type ErrorCode } from '@libs/contracts';
+
+const BY_STATUS: Record<number, ErrorCode> = {
+  400: 'invalid_request',
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  413: 'request_too_large',
+  415: 'unsupported_media_type',
+  429: 'backlog_full',
+  503: 'redis_unavailable',
+};
+
+/** Errors from fastify's body parsing and @fastify/multipart, by their `code`. */
+const BY_FASTIFY_CODE: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'request_too_large',
+  FST_REQ_FILE_TOO_LARGE: 'image_too_large',
+  FST_FILES_LIMIT: 'batch_too_large',
+  FST_PARTS_LIMIT: 'request_too_large',
+  FST_FIELDS_LIMIT: 'request_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
+  FST_INVALID_MULTIPART_CONTENT_TYPE: 'unsupported_media_type',
+};
+
+export interface RenderedError {
+  status: number;
+  body: { error: { code: string; message: string; details?: Record<string, unknown> } };
+  retryAfter?: number;
+}
+
+export function renderError(err: unknown): RenderedError {
+  if (err instanceof ModerationError) {
+    const retryAfter = err.code === 'backlog_full' ? Number(err.details?.retry_after_seconds ?? 30) : undefined;
+    return { status: err.status, body: { error: { code: err.code, message: err.message, details: err.details } }, retryAfter };
+  }
+  const e = err as { code?: string; statusCode?: number; message?: string };
+  if (e && typeof e.code === 'string' && BY_FASTIFY_CODE[e.code]) {
+    const code = BY_FASTIFY_CODE[e.code];
+    const probe = new ModerationError(code, '');
+    return { status: probe.status, body: { error: { code, message: e.message ?? code } } };
+  }
+  if (err instanceof HttpException) {
+    const status = err.getStatus();
+    const code = BY_STATUS[status] ?? (status >= 500 ? 'internal' : 'invalid_request');
+    const response = err.getResponse();
+    const message = typeof response === 'string' ? response : ((response as { message?: unknown }).message ?? err.message);
+    return { status, body: { error: { code, message: Array.isArray(message) ? message.join('; ') : String(message) } } };
+  }
+  if (e && typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return { status: e.statusCode, body: { error: { code: BY_STATUS[e.statusCode] ?? 'invalid_request', message: e.message ?? 'bad request' } } };
+  }
+  if (e && /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable/i.test(String(e.message))) {
+    return { status: 503, body: { error: { code: 'redis_unavailable', message: 'the queue store is unreachable; retry later' } } };
+  }
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+}
+
+/** Every error leaves as `{ error: { code, message, details? } }` with the code's HTTP status. */
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('IntakeApi');
+
+  constructor(private readonly onRejected?: (code: string) => void) {}
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    const rendered = renderError(exception);
+    if (rendered.status >= 500) this.logger.error(exception instanceof Error ? exception.stack : String(exception));
+    this.onRejected?.(rendered.body.error.code);
+    if (rendered.retryAfter) reply.header('Retry-After', String(rendered.retryAfter));
+    reply.status(rendered.status).send(rendered.body);
+  }
+}

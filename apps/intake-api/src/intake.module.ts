@@ -1,0 +1,28 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { StageQueuesModule } from '@libs/queue';
+import { StorageModule } from '@libs/storage';
+import { ApiKeyGuard } from './auth';
+import { INTAKE_CONFIG, intakeConfigFromEnv, type IntakeConfig } from './config';
+import { IntakeService } from './intake.service';
+import { JobsController } from './jobs.controller';
+import { IntakeMetrics } from './metrics';
+import { OpsController } from './ops.controller';
+
+@Module({})
+export class IntakeModule {
+  static register(env: NodeJS.ProcessEnv = process.env, config: IntakeConfig = intakeConfigFromEnv(env)): DynamicModule {
+    return {
+      module: IntakeModule,
+      // The API produces to every stage queue (evaluate-only jobs enter at evaluate) and shows them all on the dashboard.
+      imports: [StageQueuesModule.register(['generate', 'evaluate', 'align'], env), StorageModule.register(env)],
+      controllers: [JobsController, OpsController],
+      providers: [
+        { provide: INTAKE_CONFIG, useValue: config },
+        IntakeService,
+        IntakeMetrics,
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+      ],
+    };
+  }
+}

@@ -1,0 +1,123 @@
+import { Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
+import { ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { ModerationError, type BatchAccepted, type BatchStatus, type JobAccepted, type Verdict, type VerdictPage } from '@libs/contracts';
+import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { canRead, CurrentPrincipal, tenantOf, type Principal } from './auth';
+import { readBatch, readJob } from './body-reader';
+import { INTAKE_CONFIG, type IntakeConfig } from './config';
+import { IntakeService } from './intake.service';
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const errors = [400, 401, 404, 409, 413, 415, 422, 429].map((status) => ApiResponse({ status, description: 'error', schema: ref('ApiError') }));
+const idempotencyHeader = ApiHeader({
+  name: 'Idempotency-Key',
+  required: false,
+  description: 'The same key and body give the same job; the same key with another body is a 409',
+});
+function idempotencyKeyOf(req: FastifyRequest): string | undefined {
+  const value = req.headers['idempotency-key'];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+const apply = (...decorators: MethodDecorator[]): MethodDecorator => (target, key, desc) => {
+  for (const d of decorators) d(target, key, desc);
+};
+
+@ApiTags('moderation')
+@ApiSecurity('api-key')
+@Controller('v1')
+export class JobsController {
+  constructor(
+    private readonly intake: IntakeService,
+    @Inject(VERDICT_STORE) private readonly verdicts: VerdictStore,
+    @Inject(INTAKE_CONFIG) private readonly config: IntakeConfig,
+  ) {}
+
+  @Post('jobs')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Submit one image + prompt (or an answer to moderate); returns the job id and its poll URL' })
+  @ApiConsumes('application/json', 'multipart/form-data')
+  @ApiBody({ schema: ref('JobSubmission') })
+  @ApiResponse({ status: 202, schema: ref('JobAccepted') })
+  @apply(idempotencyHeader, ...errors)
+  async submitJob(
+    @Req() req: FastifyRequest,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<JobAccepted> {
+    const tenant = tenantOf(principal);
+    return this.intake.submitJob(tenant, await readJob(req, this.config.limits), idempotencyKeyOf(req));
+  }
+
+  @Get('jobs/:id')
+  @ApiOperation({ summary: 'Status and verdict of one job' })
+  @ApiParam({ name: 'id' })
+  @ApiResponse({ status: 200, schema: ref('Verdict') })
+  @ApiResponse({ status: 404, schema: ref('ApiError') })
+  async getJob(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<Verdict> {
+    const stored = await this.verdicts.get(id);
+    if (!stored || !canRead(principal, stored.tenant)) throw new ModerationError('not_found', `no job ${id}`);
+    return stored.verdict;
+  }
+
+  @Post('batches')
+  @HttpCode(202)
+  @ApiOperation({ summary: 'Submit many items at once (JSON array, or multipart with an "items" field and many files)' })
+  @ApiConsumes('application/json', 'multipart/form-data')
+  @ApiBody({ schema: ref('BatchSubmission') })
+  @ApiResponse({ status: 202, schema: ref('BatchAccepted') })
+  @apply(idempotencyHeader, ...errors)
+  async submitBatch(
+    @Req() req: FastifyRequest,
+    @CurrentPrincipal() principal: Principal,
+  ): Promise<BatchAccepted> {
+    const tenant = tenantOf(principal);
+    const { items, metadata } = await readBatch(req, this.config.limits);
+    return this.intake.submitBatch(tenant, items, metadata, idempotencyKeyOf(req));
+  }
+
+  @Get('batches/:id')
+  @ApiOperation({ summary: 'Counts of a batch by status' })
+  @ApiResponse({ status: 200, schema: ref('BatchStatus') })
+  @ApiResponse({ status: 404, schema: ref('ApiError') })
+  async getBatch(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<BatchStatus> {
+    const batch = await this.verdicts.batch(id);
+    if (!batch || !canRead(principal, batch.tenant)) throw new ModerationError('not_found', `no batch ${id}`);
+    return {
+      id,
+      object: 'moderation.batch',
+      total: batch.total,
+      counts: batch.counts,
+      done: batch.counts.succeeded + batch.counts.failed >= batch.total,
+      created_at: batch.created_at,
+      metadata: batch.metadata,
+    };
+  }
+
+  @Get('batches/:id/verdicts')
+  @ApiOperation({ summary: 'Verdicts of a batch in submission order, cursor-paginated' })
+  @ApiQuery({ name: 'cursor', required: false })
+  @ApiQuery({ name: 'limit', required: false })
+  @ApiResponse({ status: 200, schema: ref('VerdictPage') })
+  async getBatchVerdicts(
+    @Param('id') id: string,
+    @CurrentPrincipal() principal: Principal,
+    @Query('cursor') cursor?: string,
+    @Query('limit') limit?: string,
+  ): Promise<VerdictPage> {
+    const batch = await this.verdicts.batch(id);
+    if (!batch || !canRead(principal, batch.tenant)) throw new ModerationError('not_found', `no batch ${id}`);
+    const size = limit === undefined ? 100 : Number(limit);
+    if (!Number.isInteger(size) || size < 1 || size > 1000) throw new ModerationError('invalid_request', 'limit must be 1..1000');
+    let position: number | null = null;
+    if (cursor) {
+      const decoded = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+      if (!/^-?\d+$/.test(decoded)) throw new ModerationError('invalid_request', 'bad cursor; pass next_cursor as given');
+      position = Number(decoded);
+    }
+    const page = await this.verdicts.batchPage(id, position, size);
+    return {
+      data: page.verdicts,
+      next_cursor: page.nextCursor === null ? null : Buffer.from(String(page.nextCursor)).toString('base64url'),
+    };
+  }
+}

@@ -1,0 +1,19 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { createIntakeApp } from './app';
+import { intakeConfigFromEnv } from './config';
+
+async function main(): Promise<void> {
+  const config = intakeConfigFromEnv();
+  if (config.tenantKeys.size === 0) new Logger('IntakeApi').warn('no tenant API keys configured (API_KEYS / API_KEYS_FILE): every submission will be refused');
+  const app = await createIntakeApp();
+  // SIGTERM: stop accepting, finish in-flight requests, close queues and Redis.
+  app.enableShutdownHooks();
+  await app.listen(config.port, config.host);
+  new Logger('IntakeApi').log(`listening on ${config.host}:${config.port}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

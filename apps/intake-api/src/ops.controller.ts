@@ -1,0 +1,44 @@
+import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import type { Redis } from 'ioredis';
+import { STORAGE_REDIS } from '@libs/storage';
+import { Public } from './auth';
+import { IntakeMetrics } from './metrics';
+
+@ApiTags('operations')
+@Public()
+@Controller()
+export class OpsController {
+  constructor(
+    @Inject(STORAGE_REDIS) private readonly redis: Redis,
+    private readonly metrics: IntakeMetrics,
+  ) {}
+
+  @Get('healthz')
+  @ApiOperation({ summary: 'Liveness: the process answers' })
+  healthz(): { status: string } {
+    return { status: 'ok' };
+  }
+
+  @Get('readyz')
+  @ApiOperation({ summary: 'Readiness: Redis answers PING' })
+  async readyz(@Res() reply: FastifyReply): Promise<void> {
+    try {
+      const pong = await Promise.race([
+        this.redis.ping(),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
+      ]);
+      reply.status(200).send({ status: 'ok', redis: pong });
+    } catch (err) {
+      reply.status(503).send({ status: 'unavailable', redis: (err as Error).message });
+    }
+  }
+
+  @Get('metrics')
+  @ApiExcludeEndpoint()
+  @Header('Content-Type', 'text/plain; version=0.0.4')
+  async prometheus(): Promise<string> {
+    return this.metrics.registry.metrics();
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Every error the system reports, with the HTTP status the API answers with. Worker-side codes appear only in
+ * failed verdicts; their status is what an API would answer if the same fault were met at the door.
+ */
+export const ERROR_CODES = {
+  // Authentication and ownership.
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  // Request shape and limits.
+  invalid_request: 400,
+  request_too_large: 413,
+  unsupported_media_type: 415,
+  prompt_empty: 400,
+  prompt_too_long: 400,
+  answer_too_long: 400,
+  metadata_too_large: 400,
+  image_missing: 400,
+  image_too_large: 413,
+  image_too_many_pixels: 413,
+  unsupported_image_format: 415,
+  image_undecodable: 422,
+  unknown_profile: 422,
+  batch_empty: 400,
+  batch_too_large: 413,
+  idempotency_conflict: 409,
+  backlog_full: 429,
+  // Infrastructure.
+  redis_unavailable: 503,
+  internal: 500,
+  // Met by workers.
+  blob_missing: 422,
+  generation_failed: 500,
+  evaluation_failed: 500,
+  alignment_failed: 500,
+  attempts_exhausted: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function httpStatusOf(code: ErrorCode): number {
+  return ERROR_CODES[code];
+}
+
+/** Faults of the input itself: retrying cannot help, so workers raise them as BullMQ UnrecoverableError. */
+export const BAD_DATA_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'blob_missing',
+  'image_undecodable',
+  'unsupported_image_format',
+  'image_too_many_pixels',
+  'unknown_profile',
+  'prompt_empty',
+  'invalid_request',
+]);
+
+/** An error that carries a machine-readable code; the API renders it as `{ error: { code, message, details? } }`. */
+export class ModerationError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'ModerationError';
+    this.status = httpStatusOf(code);
+  }
+
+  get retryable(): boolean {
+    return !BAD_DATA_CODES.has(this.code);
+  }
+}

@@ -1,0 +1,5 @@
+export * from './config';
+export * from './keys';
+export * from './routing';
+export * from './failures';
+export * from './stage-queues.module';

@@ -1,0 +1,25 @@
+import type { Stage } from '@libs/contracts';
+
+/**
+ * The Redis keys KEDA's redis scaler reads for one stage queue (BullMQ 6 key layout, src/classes/queue-keys.ts).
+ * The scaler LLENs lists and ZCARDs zsets, so summing wait + prioritized + active counts every job that is
+ * waiting or running: a wait-list-only trigger misses prioritized and active jobs and could scale a busy role to zero.
+ */
+export function kedaQueueKeys(prefix: string, stage: Stage): { wait: string; prioritized: string; active: string } {
+  return {
+    wait: `${prefix}:${stage}:wait`,
+    prioritized: `${prefix}:${stage}:prioritized`,
+    active: `${prefix}:${stage}:active`,
+  };
+}
+
+/** Keys of the verdict store, under the same hash tag as the queues. */
+export function verdictKeys(prefix: string) {
+  return {
+    verdict: (id: string) => `${prefix}:verdict:${id}`,
+    batch: (id: string) => `${prefix}:batch:${id}`,
+    batchItems: (id: string) => `${prefix}:batch:${id}:items`,
+    batchCounts: (id: string) => `${prefix}:batch:${id}:counts`,
+    idempotency: (tenant: string, keyHash: string) => `${prefix}:idem:${tenant}:${keyHash}`,
+  };
+}

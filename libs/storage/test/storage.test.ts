@@ -1,0 +1,123 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Verdict } from '@libs/contracts';
+import { redisOptions } from '@libs/queue';
+import { FileBlobStore, finishVerdict, sha256Hex, VerdictStore } from '@libs/storage';
+
+const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
+const PREFIX = `{storagetest${process.pid}}`;
+
+function verdict(id: string, batchId: string | null = null): Verdict {
+  return {
+    id,
+    object: 'moderation.verdict',
+    status: 'queued',
+    decision: null,
+    flagged: null,
+    scores: null,
+    thresholds: null,
+    policy: 'both',
+    policy_version: null,
+    prompt: 'p',
+    final_answer: null,
+    original_answer: null,
+    revision: null,
+    aligner: null,
+    model: null,
+    timings: {},
+    attempts: 0,
+    error: null,
+    created_at: new Date().toISOString(),
+    completed_at: null,
+    input_sha256: 'b'.repeat(64),
+    image_sha256: null,
+    profile: 'none',
+    batch_id: batchId,
+    metadata: null,
+  };
+}
+
+describe('FileBlobStore', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'blobs-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('stores by sha256, once, with no temp files left; missing blobs are null', async () => {
+    const store = new FileBlobStore(dir);
+    const bytes = new TextEncoder().encode('photo bytes');
+    const sha = await store.put(bytes);
+    expect(sha).toBe(sha256Hex(bytes));
+    expect(await Promise.all([store.put(bytes), store.put(bytes)])).toEqual([sha, sha]);
+    expect(Buffer.from((await store.get(sha))!).toString()).toBe('photo bytes');
+    expect(await store.has(sha)).toBe(true);
+    expect(await store.get('0'.repeat(64))).toBeNull();
+    const files = readdirSync(dir, { recursive: true } as never) as unknown as string[];
+    expect(files.filter((f) => String(f).endsWith('.tmp'))).toEqual([]);
+    await expect(store.get('../etc/passwd')).rejects.toThrow(/sha256/);
+  });
+});
+
+describe('VerdictStore', () => {
+  let redis: Redis;
+  let store: VerdictStore;
+
+  beforeAll(() => {
+    redis = new Redis(redisOptions(REDIS_URL));
+    store = new VerdictStore(redis, PREFIX, 120);
+  });
+  afterAll(async () => {
+    const keys = await redis.keys(`${PREFIX}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  it('creates once, with the retention TTL and tenant ownership', async () => {
+    expect(await store.create([{ tenant: 'a', verdict: verdict('mod_one') }])).toBe(1);
+    expect(await store.create([{ tenant: 'b', verdict: verdict('mod_one') }])).toBe(0);
+    expect((await store.get('mod_one'))!.tenant).toBe('a');
+    const ttl = await redis.ttl(`${PREFIX}:verdict:mod_one`);
+    expect(ttl).toBeGreaterThan(100);
+    expect(ttl).toBeLessThanOrEqual(120);
+  });
+
+  it('concurrent updates never lose a write; a final verdict is never overwritten', async () => {
+    await store.create([{ tenant: 'a', verdict: verdict('mod_two') }]);
+    await Promise.all(Array.from({ length: 20 }, () => store.patch('mod_two', (v) => ({ attempts: v.attempts + 1 }))));
+    expect((await store.get('mod_two'))!.verdict.attempts).toBe(20);
+    await finishVerdict(store, 'mod_two', () => ({ decision: 'pass', final_answer: 'x' }));
+    const again = await finishVerdict(store, 'mod_two', () => ({ decision: 'blocked', final_answer: 'y' }));
+    expect(again!.decision).toBe('pass');
+    expect((await store.get('mod_two'))!.verdict).toMatchObject({ status: 'succeeded', decision: 'pass', final_answer: 'x' });
+    expect(await store.patch('mod_missing', () => ({}))).toBeNull();
+  });
+
+  it('batches: counters follow status transitions and pages keep submission order', async () => {
+    const ids = Array.from({ length: 5 }, (_, i) => `mod_b_${i}`);
+    await store.create(
+      ids.map((id) => ({ tenant: 'a', verdict: verdict(id, 'bat_one') })),
+      { id: 'bat_one', tenant: 'a', total: 5, created_at: new Date().toISOString(), metadata: { k: 1 } },
+    );
+    await store.patch(ids[0], () => ({ status: 'processing' }));
+    await finishVerdict(store, ids[1], () => ({ decision: 'pass' }));
+    await store.patch(ids[2], () => ({ status: 'failed' }));
+    const batch = (await store.batch('bat_one'))!;
+    expect(batch).toMatchObject({ tenant: 'a', total: 5, metadata: { k: 1 }, counts: { queued: 2, processing: 1, succeeded: 1, failed: 1 } });
+    const first = await store.batchPage('bat_one', null, 2);
+    const second = await store.batchPage('bat_one', first.nextCursor, 2);
+    const third = await store.batchPage('bat_one', second.nextCursor, 2);
+    expect([...first.verdicts, ...second.verdicts, ...third.verdicts].map((v) => v.id)).toEqual(ids);
+    expect(third.nextCursor).toBeNull();
+    expect(await store.batch('bat_none')).toBeNull();
+  });
+
+  it('idempotency keys: first claim wins, later claims see it, release frees it', async () => {
+    const record = { kind: 'job' as const, id: 'mod_x', bodySha256: 'c'.repeat(64) };
+    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), record)).toBeNull();
+    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), { ...record, id: 'mod_y' })).toEqual(record);
+    expect(await store.claimIdempotencyKey('b', 'k'.repeat(64), record)).toBeNull();
+    await store.releaseIdempotencyKey('a', 'k'.repeat(64));
+    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), record)).toBeNull();
+  });
+});

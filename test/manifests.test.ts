@@ -1,0 +1,224 @@
+/**
+ * The deployment files against the code: queue names and the Redis keys KEDA reads, ports, env variables,
+ * probe paths, commands, grace periods and GPU requests must match what the apps actually use.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { DEFAULT_QUEUE_PREFIX, STAGES, type Stage } from '@libs/contracts';
+import { kedaQueueKeys, LONGEST_JOB_SECONDS, queuePrefix } from '@libs/queue';
+import { DEFAULT_WORKER_HEALTH_PORT, WORKER_PROBE_PATHS } from '@libs/storage';
+import { DEFAULT_INTAKE_PORT } from '../apps/intake-api/src/config';
+
+const ROOT = join(__dirname, '..');
+type Doc = Record<string, any>;
+
+const k8sDocs: (Doc & { file: string })[] = readdirSync(join(ROOT, 'k8s'))
+  .filter((f) => /\.ya?ml$/.test(f))
+  .flatMap((file) =>
+    parseAllDocuments(readFileSync(join(ROOT, 'k8s', file), 'utf8'))
+      .map((d) => d.toJS() as Doc)
+      .filter(Boolean)
+      .map((d) => ({ ...d, file })),
+  );
+const compose = parseAllDocuments(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true })[0].toJS({ maxAliasCount: -1 }) as Doc;
+
+const of = (kind: string) => k8sDocs.filter((d) => d.kind === kind);
+const byName = (kind: string, name: string) => of(kind).find((d) => d.metadata.name === name);
+
+/** Role -> the queue it consumes. */
+const ROLE_STAGE: Record<string, Stage> = { generator: 'generate', evaluator: 'evaluate', aligner: 'align' };
+const GPU_ROLES = ['generator', 'aligner'];
+const ROLES = ['intake-api', ...Object.keys(ROLE_STAGE)];
+
+/** Every non-test TypeScript source the roles run. */
+const sources = (() => {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory() && e.name !== 'node_modules' && e.name !== 'test') walk(p);
+      else if (e.isFile() && p.endsWith('.ts') && !p.endsWith('.test.ts')) out.push(readFileSync(p, 'utf8'));
+    }
+  };
+  walk(join(ROOT, 'apps'));
+  walk(join(ROOT, 'libs'));
+  return out.join('\n');
+})();
+
+/** An env variable the code reads: its name appears as a string literal (or a `${stage}_` concatenation) in the sources. */
+function codeReads(name: string): boolean {
+  if (sources.includes(`'${name}'`) || sources.includes(`"${name}"`) || sources.includes(`env.${name}`)) return true;
+  const stagePrefixed = /^(GENERATE|EVALUATE|ALIGN)_(.+)$/.exec(name);
+  return Boolean(stagePrefixed && sources.includes(`'${stagePrefixed[2]}'`));
+}
+
+/** Variables the runtime itself reads (Node, onnxruntime-node's installer). */
+const PLATFORM_ENV = new Set(['NODE_ENV', 'NODE_OPTIONS', 'ONNXRUNTIME_NODE_INSTALL']);
+
+function container(deployment: Doc): Doc {
+  return deployment.spec.template.spec.containers[0];
+}
+
+function containerEnv(deployment: Doc): Map<string, string> {
+  const env = new Map<string, string>();
+  for (const ref of container(deployment).envFrom ?? []) {
+    const cm = byName('ConfigMap', ref.configMapRef.name);
+    expect(cm, `ConfigMap ${ref.configMapRef.name}`).toBeDefined();
+    for (const [k, v] of Object.entries(cm!.data)) env.set(k, String(v));
+  }
+  for (const e of container(deployment).env ?? []) env.set(e.name, String(e.value ?? ''));
+  return env;
+}
+
+function portNumber(c: Doc, port: string | number): number {
+  if (typeof port === 'number') return port;
+  const named = (c.ports ?? []).find((p: Doc) => p.name === port);
+  expect(named, `container port ${port}`).toBeDefined();
+  return named.containerPort;
+}
+
+describe('k8s manifests', () => {
+  it('parse, and there is a Deployment, a PodDisruptionBudget and probes for every role', () => {
+    expect(k8sDocs.length).toBeGreaterThan(10);
+    for (const role of ROLES) {
+      const d = byName('Deployment', role);
+      expect(d, role).toBeDefined();
+      const pdb = of('PodDisruptionBudget').find((p) => p.spec.selector.matchLabels['app.kubernetes.io/name'] === role);
+      expect(pdb, `PDB of ${role}`).toBeDefined();
+      expect(d!.spec.template.metadata.labels).toMatchObject(pdb!.spec.selector.matchLabels);
+      expect(container(d!).readinessProbe).toBeDefined();
+      expect(container(d!).livenessProbe).toBeDefined();
+    }
+  });
+
+  it('each Deployment runs its own role entry point', () => {
+    for (const role of ROLES) {
+      const cmd: string[] = container(byName('Deployment', role)!).command;
+      expect(cmd.slice(0, 3)).toEqual(['node', '-r', '@swc-node/register']);
+      expect(cmd[3]).toBe(`apps/${role}/src/main.ts`);
+      expect(existsSync(join(ROOT, cmd[3]))).toBe(true);
+    }
+  });
+
+  it('the queue prefix in the ConfigMap is the one the code defaults to and has a hash tag', () => {
+    const cm = byName('ConfigMap', 'moderation-config')!;
+    expect(cm.data.QUEUE_PREFIX).toBe(DEFAULT_QUEUE_PREFIX);
+    expect(queuePrefix({ QUEUE_PREFIX: cm.data.QUEUE_PREFIX })).toBe(DEFAULT_QUEUE_PREFIX);
+  });
+
+  it('every env variable set in the manifests is one the code reads', () => {
+    for (const d of of('Deployment')) {
+      if (!ROLES.includes(d.metadata.name)) continue;
+      for (const name of containerEnv(d).keys()) expect(codeReads(name) || PLATFORM_ENV.has(name), `${d.metadata.name}: ${name}`).toBe(true);
+    }
+  });
+
+  it('KEDA ScaledObjects sum wait + prioritized + active of the queue their role consumes', () => {
+    const prefix = byName('ConfigMap', 'moderation-config')!.data.QUEUE_PREFIX;
+    const redisService = byName('Service', 'redis')!;
+    const redisPort = redisService.spec.ports[0].port;
+    const scaled = of('ScaledObject');
+    expect(scaled.map((s) => s.spec.scaleTargetRef.name).sort()).toEqual(Object.keys(ROLE_STAGE).sort());
+    for (const so of scaled) {
+      const role = so.spec.scaleTargetRef.name;
+      const stage = ROLE_STAGE[role];
+      expect(STAGES).toContain(stage);
+      expect(byName('Deployment', role)).toBeDefined();
+      const keys = kedaQueueKeys(prefix, stage);
+      const triggers: Doc[] = so.spec.triggers;
+      const listNames = Object.fromEntries(triggers.map((t) => [t.name, t.metadata.listName]));
+      expect(listNames).toEqual({ wait: keys.wait, prioritized: keys.prioritized, active: keys.active });
+      for (const t of triggers) {
+        expect(t.type).toBe('redis');
+        expect(t.metadata.address).toBe(`${redisService.metadata.name}:${redisPort}`);
+      }
+      const formula: string = so.spec.advanced.scalingModifiers.formula;
+      expect(formula.split('+').map((s) => s.trim()).sort()).toEqual(['active', 'prioritized', 'wait']);
+      // Scale-to-zero is allowed for the batch GPU roles only.
+      if (so.spec.minReplicaCount === 0) expect(GPU_ROLES).toContain(role);
+    }
+  });
+
+  it('the Redis URL points at the Redis Service, which runs with AOF and noeviction on a volume', () => {
+    const url = new URL(byName('ConfigMap', 'moderation-config')!.data.REDIS_URL);
+    const svc = byName('Service', 'redis')!;
+    expect(url.hostname).toBe(svc.metadata.name);
+    expect(Number(url.port)).toBe(svc.spec.ports[0].port);
+    const sts = byName('StatefulSet', 'redis')!;
+    const args = sts.spec.template.spec.containers[0].args.join(' ');
+    expect(args).toContain('--appendonly yes');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    expect(sts.spec.volumeClaimTemplates[0].metadata.name).toBe('data');
+  });
+
+  it('probe paths and ports are the ones the apps serve', () => {
+    const api = byName('Deployment', 'intake-api')!;
+    const env = containerEnv(api);
+    const c = container(api);
+    expect(Number(env.get('PORT') ?? DEFAULT_INTAKE_PORT)).toBe(portNumber(c, 'http'));
+    expect(c.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(c.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(portNumber(c, c.readinessProbe.httpGet.port)).toBe(DEFAULT_INTAKE_PORT);
+    const svc = byName('Service', 'intake-api')!;
+    expect(svc.spec.ports[0].targetPort).toBe(DEFAULT_INTAKE_PORT);
+    for (const role of Object.keys(ROLE_STAGE)) {
+      const d = byName('Deployment', role)!;
+      const wc = container(d);
+      const port = Number(containerEnv(d).get('HEALTH_PORT') ?? DEFAULT_WORKER_HEALTH_PORT);
+      for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+        if (!wc[probe]) continue;
+        expect(portNumber(wc, wc[probe].httpGet.port), `${role} ${probe}`).toBe(port);
+        expect(Object.values(WORKER_PROBE_PATHS)).toContain(wc[probe].httpGet.path);
+      }
+      expect(wc.readinessProbe.httpGet.path).toBe(WORKER_PROBE_PATHS.readiness);
+      expect(d.spec.template.metadata.annotations['prometheus.io/path']).toBe(WORKER_PROBE_PATHS.metrics);
+    }
+  });
+
+  it('GPU roles request a GPU; grace periods cover the longest job', () => {
+    for (const [role, stage] of Object.entries(ROLE_STAGE)) {
+      const d = byName('Deployment', role)!;
+      const limits = container(d).resources.limits;
+      if (GPU_ROLES.includes(role)) expect(limits['nvidia.com/gpu'], role).toBe(1);
+      else expect(limits['nvidia.com/gpu']).toBeUndefined();
+      expect(d.spec.template.spec.terminationGracePeriodSeconds, role).toBeGreaterThan(LONGEST_JOB_SECONDS[stage]);
+    }
+  });
+});
+
+describe('docker-compose.yml', () => {
+  const services = compose.services as Record<string, Doc>;
+
+  it('Redis runs with AOF and noeviction on a volume', () => {
+    const cmd = services.redis.command.join(' ');
+    expect(cmd).toContain('--appendonly yes');
+    expect(cmd).toContain('--maxmemory-policy noeviction');
+    expect(services.redis.volumes.join(' ')).toContain(':/data');
+  });
+
+  it('runs the four roles with their entry points, shared blobs, known env and the code queue prefix', () => {
+    for (const role of ROLES) {
+      const s = services[role];
+      expect(s, role).toBeDefined();
+      expect(s.command[3]).toBe(`apps/${role}/src/main.ts`);
+      expect(s.volumes.some((v: string) => v.startsWith('blobs:/var/lib/moderation/blobs'))).toBe(true);
+      expect(s.environment.BLOB_DIR).toBe('/var/lib/moderation/blobs');
+      expect(s.environment.QUEUE_PREFIX).toBe(DEFAULT_QUEUE_PREFIX);
+      expect(new URL(s.environment.REDIS_URL).hostname).toBe('redis');
+      for (const name of Object.keys(s.environment)) expect(codeReads(name) || PLATFORM_ENV.has(name), `${role}: ${name}`).toBe(true);
+      if (role !== 'intake-api') expect(parseInt(s.stop_grace_period, 10)).toBeGreaterThan(LONGEST_JOB_SECONDS[ROLE_STAGE[role]]);
+    }
+    expect(services['intake-api'].ports).toContain(`${DEFAULT_INTAKE_PORT}:${services['intake-api'].environment.PORT}`);
+    expect(services['intake-api'].healthcheck.test.join(' ')).toContain('/readyz');
+  });
+
+  it('names Dockerfiles that exist; the GPU one installs the CUDA EP on a CUDA 12 / cuDNN image', () => {
+    expect(existsSync(join(ROOT, services['intake-api'].build.dockerfile))).toBe(true);
+    const gpu = readFileSync(join(ROOT, 'Dockerfile.gpu'), 'utf8');
+    expect(gpu).toMatch(/FROM nvidia\/cuda:12[.\d]+-cudnn-runtime/);
+    expect(gpu).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12');
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toContain('ONNXRUNTIME_NODE_INSTALL=skip');
+  });
+});
