@@ -37,7 +37,7 @@ export class AlignProcessor extends StageWorkerHost {
   protected async run(job: Job<StageJob>, _verdict: Verdict): Promise<void> {
     const image = await loadImage(this.blobs, job.data.imageSha256);
     // The aligned answer comes from the same model state as the original: the job's revision profile applies.
-    const profile = this.profiles.resolve(job.data.profile, this.engine.info());
+    const profile = this.profiles.resolve(job.data.profile, job.data.tenant);
     const started = Date.now();
     let out;
     try {

@@ -3,7 +3,7 @@ import { StageQueuesModule } from '@libs/queue';
 import { StorageModule } from '@libs/storage';
 import type { VlmEngine } from '@libs/vlm';
 import { VLM_ENGINE, VlmEngineCloser, vlmEngineProvider } from '../../generator/src/vlm-engine.provider';
-import { BuiltinRevisionProfiles, REVISION_PROFILES } from '../../generator/src/revision-profiles';
+import { revisionProfilesProvider } from '../../generator/src/revision-profiles';
 import { AlignProcessor } from './align.processor';
 import { ANSWER_ALIGNER, type AnswerAligner } from './answer-aligner';
 import { ALIGNER_CONFIG, alignerConfigFromEnv, type AlignerConfig } from './config';
@@ -34,7 +34,7 @@ export class AlignerModule {
           useFactory: (engine: VlmEngine, config: AlignerConfig) => openSafetyAligner(engine, config),
         },
         AnswerAlignerCloser,
-        { provide: REVISION_PROFILES, useClass: BuiltinRevisionProfiles },
+        revisionProfilesProvider(env),
         AlignProcessor,
       ],
     };

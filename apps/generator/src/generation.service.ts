@@ -29,7 +29,7 @@ export class GenerationService {
   async generate(job: StageJob): Promise<GeneratedAnswer> {
     const image = await loadImage(this.blobs, job.imageSha256);
     const info = this.engine.info();
-    const profile = this.profiles.resolve(job.profile, info);
+    const profile = this.profiles.resolve(job.profile, job.tenant);
     const started = Date.now();
     let result;
     try {

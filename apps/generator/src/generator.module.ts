@@ -4,7 +4,7 @@ import { StorageModule } from '@libs/storage';
 import { GENERATOR_CONFIG, generatorConfigFromEnv, type GeneratorConfig } from './config';
 import { GenerateProcessor } from './generate.processor';
 import { GenerationService } from './generation.service';
-import { BuiltinRevisionProfiles, REVISION_PROFILES } from './revision-profiles';
+import { revisionProfilesProvider } from './revision-profiles';
 import { VlmEngineCloser, vlmEngineProvider } from './vlm-engine.provider';
 
 /** The generator role: consumes `generate`, produces `evaluate`. */
@@ -18,7 +18,7 @@ export class GeneratorModule {
         { provide: GENERATOR_CONFIG, useValue: generatorConfigFromEnv(env) },
         vlmEngineProvider(GENERATOR_CONFIG, (c: GeneratorConfig) => c),
         VlmEngineCloser,
-        { provide: REVISION_PROFILES, useClass: BuiltinRevisionProfiles },
+        revisionProfilesProvider(env),
         GenerationService,
         GenerateProcessor,
       ],

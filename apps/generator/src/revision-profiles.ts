@@ -1,5 +1,8 @@
+import type { Provider } from '@nestjs/common';
 import { ModerationError } from '@libs/contracts';
-import type { ModelInfo, RevisionFeed } from '@libs/vlm';
+import { RevisionProfileError, RevisionProfiles as ProfileRegistry } from '@libs/revision';
+import type { RevisionFeed, VlmEngine } from '@libs/vlm';
+import { VLM_ENGINE } from './vlm-engine.provider';
 
 export const REVISION_PROFILES = Symbol('REVISION_PROFILES');
 
@@ -10,23 +13,43 @@ export interface ResolvedProfile {
   feed?: RevisionFeed;
 }
 
-/**
- * Names -> revision feeds for the loaded model. The registry of checksummed artifacts comes with the
- * safety-methods work; it binds here. Only registered profiles are ever applied: steering is also an attack tool.
- */
+/** What the generator and aligner need: a job's profile name and tenant -> the revision feed for the loaded model. */
 export interface RevisionProfiles {
   names(): string[];
-  /** Throws ModerationError('unknown_profile') for names it does not know. */
-  resolve(name: string, model: ModelInfo): ResolvedProfile;
+  /** Throws ModerationError('unknown_profile' | 'profile_not_allowed'). */
+  resolve(name: string, tenant: string): ResolvedProfile;
 }
 
-/** The registry before any artifact is registered: `none` only. */
-export class BuiltinRevisionProfiles implements RevisionProfiles {
+/**
+ * The registry of checksummed artifacts (@libs/revision), loaded when the worker starts and validated against
+ * the loaded model's fingerprint: a tampered or mismatched artifact stops the worker, because steering vectors
+ * are also an attack tool and only registered ones may ever be applied.
+ */
+export class RegisteredRevisionProfiles implements RevisionProfiles {
+  constructor(private readonly registry: ProfileRegistry) {}
+
   names(): string[] {
-    return ['none'];
+    return this.registry.names();
   }
-  resolve(name: string): ResolvedProfile {
-    if (name === 'none') return { name, artifactSha256: null };
-    throw new ModerationError('unknown_profile', `unknown revision profile "${name}"`);
+
+  resolve(name: string, tenant: string): ResolvedProfile {
+    try {
+      const r = this.registry.resolve(name, tenant);
+      return { name, artifactSha256: r.artifactSha256, feed: r.feed };
+    } catch (err) {
+      if (err instanceof RevisionProfileError && (err.code === 'unknown_profile' || err.code === 'profile_not_allowed')) {
+        throw new ModerationError(err.code, err.message);
+      }
+      throw err;
+    }
   }
+}
+
+/** Profiles from REVISION_PROFILES (or config/profiles.json), checked against the engine this process loaded. */
+export function revisionProfilesProvider(env: NodeJS.ProcessEnv): Provider {
+  return {
+    provide: REVISION_PROFILES,
+    inject: [VLM_ENGINE],
+    useFactory: (engine: VlmEngine): RevisionProfiles => new RegisteredRevisionProfiles(ProfileRegistry.fromEnv(engine.info(), env)),
+  };
 }

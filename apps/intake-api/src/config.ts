@@ -1,3 +1,4 @@
+import { ProfileCatalog } from '@libs/revision';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { limitsFromEnv, PolicySchema, type Limits, type Policy } from '@libs/contracts';
@@ -25,8 +26,8 @@ export interface IntakeConfig {
   tenantKeys: Map<string, string>;
   adminKeys: Set<string>;
   policy: Policy;
-  /** Revision profiles the generator can apply; `none` is always there. */
-  profiles: string[];
+  /** Revision profiles (names and allowed tenants) from the workers' profiles file; `none` is always there. */
+  profiles: ProfileCatalog;
   /** Decode every image fully at the door (catches truncated files) rather than trusting the header. */
   decodeCheck: boolean;
 }
@@ -71,14 +72,13 @@ export function loadKeys(env: NodeJS.ProcessEnv): { tenantKeys: Map<string, stri
 }
 
 export function intakeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): IntakeConfig {
-  const profiles = new Set(['none', ...(env[INTAKE_ENV.profiles] ?? '').split(',').map((s) => s.trim()).filter(Boolean)]);
   return {
     port: Number(env[INTAKE_ENV.port] || DEFAULT_INTAKE_PORT),
     host: env[INTAKE_ENV.host] || '0.0.0.0',
     limits: limitsFromEnv(env),
     ...loadKeys(env),
     policy: PolicySchema.parse(env[INTAKE_ENV.policy] || 'both'),
-    profiles: [...profiles],
+    profiles: ProfileCatalog.fromEnv(env),
     decodeCheck: env[INTAKE_ENV.decodeCheck] !== 'false',
   };
 }

@@ -1,3 +1,4 @@
+import { RevisionProfileError } from '@libs/revision';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import {
@@ -60,7 +61,7 @@ export class IntakeService {
   ) {}
 
   async submitJob(tenant: string, item: IntakeItem, idempotencyKey?: string): Promise<JobAccepted> {
-    const checked = await this.check(item, 0);
+    const checked = await this.check(tenant, item, 0);
     const bodySha = this.bodyHash([checked], null);
     const keySha = idempotencyKey ? this.keyHash(idempotencyKey) : undefined;
     const id = keySha ? idFromKey('job', tenant, keySha) : newId('job');
@@ -91,7 +92,7 @@ export class IntakeService {
     }
     const batchMeta = this.checkMetadata(metadata, -1);
     const checked: CheckedItem[] = [];
-    for (let i = 0; i < items.length; i++) checked.push(await this.check(items[i], i));
+    for (let i = 0; i < items.length; i++) checked.push(await this.check(tenant, items[i], i));
     const bodySha = this.bodyHash(checked, batchMeta);
     const keySha = idempotencyKey ? this.keyHash(idempotencyKey) : undefined;
     const batchId = keySha ? idFromKey('batch', tenant, keySha) : newId('batch');
@@ -193,7 +194,7 @@ export class IntakeService {
     return metadata as Record<string, unknown>;
   }
 
-  private async check(item: IntakeItem, index: number): Promise<CheckedItem> {
+  private async check(tenant: string, item: IntakeItem, index: number): Promise<CheckedItem> {
     const { limits } = this.config;
     const at = { item: index };
     const wrap = async <T>(fn: () => Promise<T> | T): Promise<T> => {
@@ -217,8 +218,13 @@ export class IntakeService {
     }
     if (item.profile !== undefined && typeof item.profile !== 'string') throw new ModerationError('invalid_request', 'profile must be a string', at);
     const profile = (item.profile as string | undefined) || 'none';
-    if (!this.config.profiles.includes(profile)) {
-      throw new ModerationError('unknown_profile', `unknown revision profile "${profile}"`, { ...at, profiles: this.config.profiles });
+    try {
+      this.config.profiles.check(profile, tenant);
+    } catch (err) {
+      if (err instanceof RevisionProfileError && (err.code === 'unknown_profile' || err.code === 'profile_not_allowed')) {
+        throw new ModerationError(err.code, err.message, { ...at, profile });
+      }
+      throw err;
     }
     const metadata = this.checkMetadata(item.metadata, index);
     if (item.image) await wrap(() => inspectImage(item.image!, limits, this.config.decodeCheck));

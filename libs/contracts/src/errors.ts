@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   unsupported_image_format: 415,
   image_undecodable: 422,
   unknown_profile: 422,
+  profile_not_allowed: 403,
   batch_empty: 400,
   batch_too_large: 413,
   idempotency_conflict: 409,
@@ -49,6 +50,7 @@ export const BAD_DATA_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'unsupported_image_format',
   'image_too_many_pixels',
   'unknown_profile',
+  'profile_not_allowed',
   'prompt_empty',
   'invalid_request',
 ]);

@@ -117,6 +117,52 @@ function parseConfigText(text: string, path: string): z.output<typeof configSche
   return parsed.data;
 }
 
+/**
+ * The profiles file: REVISION_PROFILES, else config/profiles.json when it exists, else none (only `none`).
+ * A path that is set but missing is an error: a typo must not silently disable revision.
+ */
+export function profilesPath(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): string | null {
+  const configured = env[PROFILES_ENV];
+  if (configured) return resolve(cwd, configured);
+  const fallback = resolve(cwd, DEFAULT_PROFILES_PATH);
+  return existsSync(fallback) ? fallback : null;
+}
+
+function readConfigFile(path: string): z.output<typeof configSchema> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new RevisionProfileError('profiles_config_invalid', `cannot read revision profiles ${path}: ${(err as Error).message}`);
+  }
+  return parseConfigText(text, path);
+}
+
+/**
+ * Profile names and the tenants allowed each, read from the same file as `RevisionProfiles` but without
+ * loading artifacts or a model: what the intake API checks at the door, so a bad name is never enqueued.
+ */
+export class ProfileCatalog {
+  private constructor(private readonly tenants: ReadonlyMap<string, readonly string[]>) {}
+
+  static fromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ProfileCatalog {
+    const path = profilesPath(env, cwd);
+    const entries: [string, readonly string[]][] = path ? readConfigFile(path).profiles.map((p) => [p.name, p.tenants]) : [];
+    return new ProfileCatalog(new Map([[NO_REVISION, NONE_PROFILE.tenants], ...entries]));
+  }
+
+  names(): string[] {
+    return [...this.tenants.keys()];
+  }
+
+  /** Throws `unknown_profile` or `profile_not_allowed`. */
+  check(name: string, tenant: string): void {
+    const allowed = this.tenants.get(name);
+    if (!allowed) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
+    if (!allowed.includes('*') && !allowed.includes(tenant)) throw new RevisionProfileError('profile_not_allowed', `tenant "${tenant}" may not use revision profile "${name}"`);
+  }
+}
+
 export class RevisionProfiles {
   private constructor(
     private readonly profiles: Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>,
@@ -133,22 +179,12 @@ export class RevisionProfiles {
    * available; a path that is set but missing is an error (a typo must not silently disable revision).
    */
   static fromEnv(model: ModelInfo, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): RevisionProfiles {
-    const configured = env[PROFILES_ENV];
-    if (!configured) {
-      const fallback = resolve(cwd, DEFAULT_PROFILES_PATH);
-      return existsSync(fallback) ? RevisionProfiles.load(fallback, model) : RevisionProfiles.none();
-    }
-    return RevisionProfiles.load(resolve(cwd, configured), model);
+    const path = profilesPath(env, cwd);
+    return path ? RevisionProfiles.load(path, model) : RevisionProfiles.none();
   }
 
   static load(path: string, model: ModelInfo): RevisionProfiles {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new RevisionProfileError('profiles_config_invalid', `cannot read revision profiles ${path}: ${(err as Error).message}`);
-    }
-    return RevisionProfiles.fromConfig(parseConfigText(text, path), model, dirname(path), path);
+    return RevisionProfiles.fromConfig(readConfigFile(path), model, dirname(path), path);
   }
 
   /** Validates every profile and loads every artifact now, so a bad one stops start-up, not a job. */

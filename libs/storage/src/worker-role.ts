@@ -46,7 +46,7 @@ export function startProbeServer(app: INestApplicationContext, port: number): Se
 export function startWorkerRole(role: string, module: DynamicModule, env: NodeJS.ProcessEnv = process.env): void {
   const logger = new Logger(role);
   (async () => {
-    const app = await NestFactory.createApplicationContext(module, { logger: ['error', 'warn', 'log'] });
+    const app = await NestFactory.createApplicationContext(module, { logger: ['error', 'warn', 'log'], abortOnError: false });
     const port = Number(env[WORKER_ENV.healthPort] || DEFAULT_WORKER_HEALTH_PORT);
     const server = port > 0 ? startProbeServer(app, port) : undefined;
     // Nest's enableShutdownHooks would re-raise the signal after closing, so a clean drain would still look like

@@ -131,7 +131,7 @@ export async function startLocalPipeline(
       (['generator', 'evaluator', 'aligner'] as const)
         .filter((r) => roles.includes(r))
         .map(async (role) => {
-          apps[role] = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger] });
+          apps[role] = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger], abortOnError: false });
         }),
     );
     if (roles.includes('intake')) {
@@ -153,7 +153,7 @@ export async function startLocalPipeline(
     blobDir,
     apps,
     async startRole(role) {
-      const app = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger] });
+      const app = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger], abortOnError: false });
       apps[role] = app;
       return app;
     },
