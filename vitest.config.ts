@@ -12,6 +12,7 @@ export default defineConfig({
       '@libs/contracts': lib('contracts'),
       '@libs/queue': lib('queue'),
       '@libs/storage': lib('storage'),
+      '@libs/worker': lib('worker'),
       '@libs/vlm': lib('vlm'),
       '@libs/onnx-graph': lib('onnx-graph'),
       '@libs/revision': lib('revision'),

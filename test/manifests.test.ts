@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_QUEUE_PREFIX, STAGES, type Stage } from '@libs/contracts';
 import { kedaQueueKeys, LONGEST_JOB_SECONDS, queuePrefix } from '@libs/queue';
-import { DEFAULT_WORKER_HEALTH_PORT, WORKER_PROBE_PATHS } from '@libs/storage';
+import { DEFAULT_WORKER_HEALTH_PORT, WORKER_PROBE_PATHS } from '@libs/worker';
 import { DEFAULT_INTAKE_PORT } from '../apps/intake-api/src/config';
 
 const ROOT = join(__dirname, '..');

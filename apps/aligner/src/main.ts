@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { startWorkerRole } from '@libs/storage';
+import { startWorkerRole } from '@libs/worker';
 import { AlignerModule } from './aligner.module';
 
 startWorkerRole('aligner', AlignerModule.register());

@@ -3,7 +3,8 @@ import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
 import { nextStage, StageDispatcher, stageWorkerOptions } from '@libs/queue';
-import { finishVerdict, StageWorkerHost, VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { finishVerdict, StageWorkerHost } from '@libs/worker';
 import { EvaluationService } from './evaluation.service';
 
 @Processor('evaluate', stageWorkerOptions('evaluate'))

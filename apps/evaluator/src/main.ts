@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { startWorkerRole } from '@libs/storage';
+import { startWorkerRole } from '@libs/worker';
 import { EvaluatorModule } from './evaluator.module';
 
 startWorkerRole('evaluator', EvaluatorModule.register());

@@ -3,7 +3,8 @@ import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
 import { StageDispatcher, stageWorkerOptions } from '@libs/queue';
-import { StageWorkerHost, VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { StageWorkerHost } from '@libs/worker';
 import { GenerationService } from './generation.service';
 
 @Processor('generate', stageWorkerOptions('generate'))

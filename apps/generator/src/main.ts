@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { startWorkerRole } from '@libs/storage';
+import { startWorkerRole } from '@libs/worker';
 import { GeneratorModule } from './generator.module';
 
 startWorkerRole('generator', GeneratorModule.register());

@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '@libs/contracts';
 import { redisOptions } from '@libs/queue';
-import { FileBlobStore, finishVerdict, sha256Hex, VerdictStore } from '@libs/storage';
+import { FileBlobStore, sha256Hex, VerdictStore } from '@libs/storage';
+import { finishVerdict } from '@libs/worker';
 
 const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const PREFIX = `{storagetest${process.pid}}`;

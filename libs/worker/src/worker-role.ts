@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { workerMetricsRegistry } from './stage-worker';
-import { STORAGE_REDIS } from './storage.module';
+import { STORAGE_REDIS } from '@libs/storage';
 
 export const WORKER_ENV = { healthPort: 'HEALTH_PORT' } as const;
 export const DEFAULT_WORKER_HEALTH_PORT = 9464;

@@ -4,7 +4,7 @@ import type { Job } from 'bullmq';
 import { TERMINAL_STATUSES, type ErrorCode, type Stage, type StageJob, type Verdict } from '@libs/contracts';
 import { isFinalFailure, toWorkerError, verdictErrorOf } from '@libs/queue';
 import { Counter, Histogram, Registry } from 'prom-client';
-import type { VerdictStore } from './verdict-store';
+import type { VerdictStore } from '@libs/storage';
 
 /** Stage figures of this process, served by the worker's probe server at /metrics. */
 export const workerMetricsRegistry = new Registry();
