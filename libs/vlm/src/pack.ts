@@ -80,13 +80,23 @@ export function textModelConfig(config: Record<string, any>): TextModelConfig {
   return { layers, hidden, heads, kvHeads, headDim, vocabSize };
 }
 
+/** Newer exports keep the chat template beside tokenizer_config.json (chat_template.jinja or .json). */
+function withChatTemplate(dir: string, tokenizerConfig: Record<string, any>): Record<string, any> {
+  if (tokenizerConfig.chat_template) return tokenizerConfig;
+  const jinja = join(dir, 'chat_template.jinja');
+  if (existsSync(jinja)) return { ...tokenizerConfig, chat_template: readFileSync(jinja, 'utf8') };
+  const json = join(dir, 'chat_template.json');
+  if (existsSync(json)) return { ...tokenizerConfig, chat_template: readJson(json).chat_template };
+  return tokenizerConfig;
+}
+
 export function loadVlmPack(dir: string): VlmPack {
   const config = readJson(join(dir, 'config.json'));
   const generationConfig = optionalJson(join(dir, 'generation_config.json'));
   const preprocessorConfig = optionalJson(join(dir, 'preprocessor_config.json'));
   const processorConfig = optionalJson(join(dir, 'processor_config.json'));
   const tokenizerJson = readJson(join(dir, 'tokenizer.json'));
-  const tokenizerConfig = optionalJson(join(dir, 'tokenizer_config.json'));
+  const tokenizerConfig = withChatTemplate(dir, optionalJson(join(dir, 'tokenizer_config.json')));
   const text = textModelConfig(config);
 
   const onnx = (name: string) => join(dir, 'onnx', name);
