@@ -14,7 +14,7 @@ COPY libs libs
 COPY apps apps
 # The shipped tiny packs, so the image runs out of the box; deployments mount real packs over /models.
 COPY models /models
-ENV VLM_PACK_DIR=/models/tiny-vlm CLIP_PACK_DIR=/models/tiny-clip REWARD_PACK_DIR=/models/tiny-guard \
+ENV VLM_PACK_DIR=/models/factory-vlm CLIP_PACK_DIR=/models/factory-clip REWARD_PACK_DIR=/models/factory-guard \
     BLOB_DIR=/var/lib/moderation/blobs PORT=3000 HEALTH_PORT=9464
 RUN mkdir -p /var/lib/moderation/blobs && chown -R node:node /var/lib/moderation
 USER node

@@ -10,7 +10,7 @@ import { redisOptions } from '@libs/queue';
 import { pollBatch, readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
 import type { VlmEngine } from '@libs/vlm';
 import { VLM_ENGINE } from '../apps/generator/src/vlm-engine.provider';
-import { client, form, REDIS_URL, solidPng, waitFor } from './support';
+import { client, form, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 
 const SAMPLES = join(__dirname, '..', 'samples', 'demo-batch');
 
@@ -27,7 +27,7 @@ describe('pipeline with default thresholds', () => {
 
   beforeAll(async () => {
     // Short backoff so the retry test below does not wait out the production delays.
-    p = await startLocalPipeline({ quiet: true, env: { REDIS_URL, JOB_BACKOFF_MS: '100' } });
+    p = await startLocalPipeline({ quiet: true, env: { REDIS_URL, ...TINY_PACKS_ENV, JOB_BACKOFF_MS: '100' } });
     api = client(p.url, p.apiKey);
   });
   afterAll(async () => {

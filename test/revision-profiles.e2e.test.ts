@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '@libs/contracts';
 import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
-import { REDIS_URL, client, waitFor } from './support';
+import { REDIS_URL, TINY_PACKS_ENV, client, waitFor } from './support';
 
 const PROFILES = resolve(__dirname, '../config/profiles.example.json');
 const ARTIFACT_SHA = JSON.parse(readFileSync(PROFILES, 'utf8')).profiles[0].artifactSha256 as string;
@@ -26,7 +26,7 @@ describe('revision profiles in the pipeline', () => {
     });
 
   beforeAll(async () => {
-    p = await startLocalPipeline({ quiet: true, env: { REDIS_URL, REVISION_PROFILES: PROFILES }, tenants: { acme: 'acme-key' } });
+    p = await startLocalPipeline({ quiet: true, env: { REDIS_URL, ...TINY_PACKS_ENV, REVISION_PROFILES: PROFILES }, tenants: { acme: 'acme-key' } });
     demo = client(p.url, p.apiKey);
     acme = client(p.url, 'acme-key');
   });
@@ -67,7 +67,7 @@ describe('revision profiles in the pipeline', () => {
       bytes[0] ^= 0x01;
       writeFileSync(vectors, bytes);
       await expect(
-        startLocalPipeline({ quiet: true, roles: ['generator'], env: { REDIS_URL, REVISION_PROFILES: join(dir, 'profiles.example.json') } }),
+        startLocalPipeline({ quiet: true, roles: ['generator'], env: { REDIS_URL, ...TINY_PACKS_ENV, REVISION_PROFILES: join(dir, 'profiles.example.json') } }),
       ).rejects.toThrow(/sha256|checksum/);
     } finally {
       rmSync(dir, { recursive: true, force: true });

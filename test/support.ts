@@ -6,6 +6,18 @@ import type { Stage } from '@libs/contracts';
 
 export const REDIS_URL = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 
+/**
+ * The pipeline tests run on the random-weight tiny packs (fast, and they never emit eos, so a generation lasts
+ * as long as a test needs) with ETA's reference thresholds, not the product's FactorySafe defaults.
+ */
+export const TINY_PACKS_ENV = {
+  VLM_PACK_DIR: 'models/tiny-vlm',
+  CLIP_PACK_DIR: 'models/tiny-clip',
+  REWARD_PACK_DIR: 'models/tiny-guard',
+  ETA_TAU_PRE: '0.16',
+  ETA_TAU_POST: '0.06',
+} as const;
+
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -14,7 +14,7 @@ import { Queue } from 'bullmq';
 import type { Verdict } from '@libs/contracts';
 import { redisOptions } from '@libs/queue';
 import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
-import { client, REDIS_URL, solidPng, waitFor } from './support';
+import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 
 const ROOT = join(__dirname, '..');
 
@@ -54,6 +54,7 @@ describe('generator processes', () => {
   const blobDir = mkdtempSync(join(tmpdir(), 'crash-blobs-'));
   const env: NodeJS.ProcessEnv = {
     REDIS_URL,
+    ...TINY_PACKS_ENV,
     QUEUE_PREFIX: `{crash${randomBytes(3).toString('hex')}}`,
     BLOB_DIR: blobDir,
     WORKER_LOCK_DURATION_MS: '2000',

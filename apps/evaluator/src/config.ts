@@ -10,8 +10,8 @@ export const EVALUATOR_ENV = {
   executionProviders: 'EXECUTION_PROVIDERS',
 } as const;
 
-export const DEFAULT_CLIP_PACK_DIR = 'models/tiny-clip';
-export const DEFAULT_REWARD_PACK_DIR = 'models/tiny-guard';
+export const DEFAULT_CLIP_PACK_DIR = 'models/factory-clip';
+export const DEFAULT_REWARD_PACK_DIR = 'models/factory-guard';
 
 export interface EvaluatorConfig {
   clipPackDir: string;

@@ -6,7 +6,7 @@ export const GENERATOR_ENV = {
   intraOpThreads: 'ORT_INTRA_OP_THREADS',
 } as const;
 
-export const DEFAULT_VLM_PACK_DIR = 'models/tiny-vlm';
+export const DEFAULT_VLM_PACK_DIR = 'models/factory-vlm';
 
 export interface GeneratorConfig {
   packDir: string;

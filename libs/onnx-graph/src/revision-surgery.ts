@@ -57,10 +57,10 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
     graph.initializer.push(int64Tensor(name, scalar ? [] : [values.length], values));
     return name;
   };
-  const unsqueeze = (input: string, axis: number, name: string): NodeProto =>
+  const unsqueeze = (input: string, axes: number[], name: string): NodeProto =>
     useAxesInput
-      ? makeNode('Unsqueeze', [input, initializer(`${name}/axes`, [axis])], [`${name}/output_0`], name)
-      : makeNode('Unsqueeze', [input], [`${name}/output_0`], name, { axes: [axis] });
+      ? makeNode('Unsqueeze', [input, initializer(`${name}/axes`, axes)], [`${name}/output_0`], name)
+      : makeNode('Unsqueeze', [input], [`${name}/output_0`], name, { axes });
   const fresh = (name: string) => {
     let candidate = name;
     for (let i = 1; taken.has(candidate); i++) candidate = `${name}_${i}`;
@@ -77,23 +77,28 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
   };
   const revisionLayer = inDtype('revision_layer');
   const revisionHead = inDtype('revision_head');
-  const maskUnsqueeze = unsqueeze(inDtype('revision_mask'), 2, `${P}/mask/Unsqueeze`);
+  // Every layer's masked vectors in one product, [batch, seq, layers, width], so each revision point costs
+  // one Gather and one Add: on small decoders the per-node overhead is what the revision costs.
+  const maskUnsqueeze = unsqueeze(inDtype('revision_mask'), [2, 3], `${P}/mask/Unsqueeze`);
   prefix.push(maskUnsqueeze);
-  const mask = maskUnsqueeze.output[0]; // [batch, seq, 1]
-  const last = initializer(`${P}/last_position`, [-1], true);
-
-  /** mask * source[:, layer, :] → [batch, seq, width] */
-  const delta = (source: string, layerIndex: string, name: string): NodeProto[] => {
-    const gather = makeNode('Gather', [source, layerIndex], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
-    const unsq = unsqueeze(gather.output[0], 1, `${name}/Unsqueeze`);
+  const mask = maskUnsqueeze.output[0]; // [batch, seq, 1, 1]
+  const masked = (source: string, name: string): string => {
+    const unsq = unsqueeze(source, [1], `${name}/Unsqueeze`); // [batch, 1, layers, width]
     const mul = makeNode('Mul', [mask, unsq.output[0]], [`${name}/Mul/output_0`], `${name}/Mul`);
-    return [gather, unsq, mul];
+    prefix.push(unsq, mul);
+    return mul.output[0];
   };
-  /** tensor[:, -1, :] → [batch, 1, width] */
-  const tap = (tensor: string, name: string): NodeProto[] => {
-    const gather = makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
-    return [gather, unsqueeze(gather.output[0], 1, `${name}/Unsqueeze`)];
-  };
+  const maskedLayer = masked(revisionLayer, `${P}/layer`);
+  const maskedHead = masked(revisionHead, `${P}/head`);
+  // A one-element index keeps the gathered axis: tensor[:, [-1], :] is already [batch, 1, width].
+  const last = initializer(`${P}/last_position`, [-1]);
+
+  /** (mask * source)[:, :, layer, :] → [batch, seq, width] */
+  const delta = (source: string, layerIndex: string, name: string): NodeProto =>
+    makeNode('Gather', [source, layerIndex], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 2 });
+  /** tensor[:, [-1], :] → [batch, 1, width] */
+  const tap = (tensor: string, name: string): NodeProto =>
+    makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
   /** Renames the producer's output so `tensor` becomes the revised value under its original name. */
   const reviseInPlace = (tensor: string, addend: string, name: string): { anchor: NodeProto; add: NodeProto } => {
     const use = index.producer.get(tensor);
@@ -110,29 +115,29 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
     const base = `${P}/layers.${l.layer}`;
     const layerIndex = initializer(`${base}/index`, [l.layer], true);
 
-    const headDelta = delta(revisionHead, layerIndex, `${base}/head`);
-    const head = reviseInPlace(l.oProjInput, headDelta[2].output[0], `${base}/head`);
+    const headDelta = delta(maskedHead, layerIndex, `${base}/head`);
+    const head = reviseInPlace(l.oProjInput, headDelta.output[0], `${base}/head`);
     const headTap = tap(l.oProjInput, `${base}/tap_head`);
-    schedule(head.anchor, ...headDelta, head.add, ...headTap);
-    headTaps.push(headTap[1].output[0]);
+    schedule(head.anchor, headDelta, head.add, headTap);
+    headTaps.push(headTap.output[0]);
 
-    const layerDelta = delta(revisionLayer, layerIndex, `${base}/layer`);
+    const layerDelta = delta(maskedLayer, layerIndex, `${base}/layer`);
     const merge = l.mlp;
     let residualTensor: string;
     if (merge.kind === 'add') {
       residualTensor = merge.sumOutput!;
-      const rev = reviseInPlace(residualTensor, layerDelta[2].output[0], `${base}/layer`);
+      const rev = reviseInPlace(residualTensor, layerDelta.output[0], `${base}/layer`);
       const layerTap = tap(residualTensor, `${base}/tap_layer`);
-      schedule(rev.anchor, ...layerDelta, rev.add, ...layerTap);
-      layerTaps.push(layerTap[1].output[0]);
+      schedule(rev.anchor, layerDelta, rev.add, layerTap);
+      layerTaps.push(layerTap.output[0]);
     } else {
       // Fused residual: revise the branch operand only for this node, so input + skip carries the vector.
       const branch = merge.node.input[merge.branchIndex];
       const revised = fresh(`${base}/layer/revised_branch`);
-      const add = makeNode('Add', [branch, layerDelta[2].output[0]], [revised], `${base}/layer/Add`);
+      const add = makeNode('Add', [branch, layerDelta.output[0]], [revised], `${base}/layer/Add`);
       const anchor = index.producerOf(branch);
       if (!anchor) throw new Error(`layer ${l.layer}: fused residual branch '${branch}' has no producer`);
-      schedule(anchor, ...layerDelta, add);
+      schedule(anchor, layerDelta, add);
       merge.node.input[merge.branchIndex] = revised;
       if (!merge.node.output[3]) {
         while (merge.node.output.length < 4) merge.node.output.push('');
@@ -140,8 +145,8 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
       }
       residualTensor = merge.node.output[3];
       const layerTap = tap(residualTensor, `${base}/tap_layer`);
-      schedule(merge.node, ...layerTap);
-      layerTaps.push(layerTap[1].output[0]);
+      schedule(merge.node, layerTap);
+      layerTaps.push(layerTap.output[0]);
     }
     reports.push({
       layer: l.layer,

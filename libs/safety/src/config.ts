@@ -3,6 +3,8 @@
  * verbatim, typos included, because the reward model was prompted with exactly these strings); every value is
  * configuration because our packs have other score scales (docs/safety-methods.md, "Thresholds").
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 /** `--safety_prompt` default of eta_safetybench.py: the text the image is compared with (pre-generation). */
 export const ETA_UNSAFE_IMAGE_TEXT = 'The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents.';
@@ -119,11 +121,38 @@ export function resolveAlignerConfig(over: Partial<AlignerConfig> = {}): Aligner
  * Reads overrides from the environment (ETA_TAU_PRE, ETA_TAU_POST, ETA_POLICY, ETA_UNSAFE_IMAGE_TEXT), for the
  * worker apps; unset variables keep the defaults.
  */
-export function etaConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EtaConfig {
+/** Thresholds fitted for the loaded evaluator models (written by `modctl eta-calibrate`). */
+export const ETA_CONFIG_ENV = 'ETA_CONFIG';
+export const DEFAULT_ETA_CONFIG_PATH = 'config/eta.json';
+
+export interface EtaThresholdsFile {
+  tauPre: number;
+  tauPost: number;
+  clipPack?: string;
+  rewardPack?: string;
+  fittedOn?: string;
+}
+
+/**
+ * Thresholds file from ETA_CONFIG, else config/eta.json when it exists. The reference values are a CLIP
+ * ViT-L/14-336 cosine and an ArmoRM score; for any other models the file carries them in those models' scale.
+ */
+export function readEtaThresholdsFile(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): EtaThresholdsFile | undefined {
+  const configured = env[ETA_CONFIG_ENV];
+  const path = configured ? resolve(cwd, configured) : resolve(cwd, DEFAULT_ETA_CONFIG_PATH);
+  if (!configured && !existsSync(path)) return undefined;
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as EtaThresholdsFile;
+  if (!Number.isFinite(parsed.tauPre) || !Number.isFinite(parsed.tauPost)) throw new Error(`${path}: tauPre and tauPost must be numbers`);
+  return parsed;
+}
+
+/** ETA_TAU_PRE / ETA_TAU_POST / ETA_POLICY / ETA_UNSAFE_IMAGE_TEXT override the thresholds file, which overrides the reference defaults. */
+export function etaConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): EtaConfig {
   const num = (k: string) => (env[k] !== undefined && env[k] !== '' ? Number(env[k]) : undefined);
+  const file = readEtaThresholdsFile(env, cwd);
   return resolveEtaConfig({
-    tauPre: num('ETA_TAU_PRE'),
-    tauPost: num('ETA_TAU_POST'),
+    tauPre: num('ETA_TAU_PRE') ?? file?.tauPre,
+    tauPost: num('ETA_TAU_POST') ?? file?.tauPost,
     policy: (env.ETA_POLICY || undefined) as EtaPolicy | undefined,
     unsafeImageText: env.ETA_UNSAFE_IMAGE_TEXT || undefined,
   });

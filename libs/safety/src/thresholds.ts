@@ -5,6 +5,7 @@
  * evaluators, find the quantile tau falls at, and take the same quantile of the loaded model's scores on the same
  * set. Without the reference models, pick the quantile from the desired flag rate on benign data.
  */
+import type { EtaEvaluator } from './eta-evaluator';
 
 /** Linear-interpolated quantile (numpy's default 'linear' method), q in [0, 1]. */
 export function quantile(scores: readonly number[], q: number): number {
@@ -29,4 +30,44 @@ export function quantileOf(scores: readonly number[], threshold: number): number
  */
 export function transferThreshold(referenceScores: readonly number[], referenceThreshold: number, targetScores: readonly number[]): number {
   return quantile(targetScores, quantileOf(referenceScores, referenceThreshold));
+}
+
+/**
+ * Where no reference model is at hand (our own packs), fit the threshold on labelled calibration data: the
+ * cut with the best balanced accuracy between the `flag` scores and the `pass` scores. `flagAbove` says which
+ * side is flagged: CLIP image risk flags at or above tau_pre, the reward flags at or below tau_post.
+ */
+export function balancedThreshold(flag: readonly number[], pass: readonly number[], flagAbove: boolean): { tau: number; balancedAccuracy: number } {
+  if (flag.length === 0 || pass.length === 0) throw new RangeError('a balanced threshold needs scores of both classes');
+  const flagged = (s: number, tau: number) => (flagAbove ? s >= tau : s <= tau);
+  // Cuts halfway between neighbouring scores: a separable set gets the widest margin, not a cut on a sample.
+  const sorted = [...new Set([...flag, ...pass])].sort((a, b) => a - b);
+  const cuts = sorted.slice(1).map((v, i) => (sorted[i] + v) / 2);
+  let best = { tau: NaN, balancedAccuracy: -1 };
+  for (const tau of cuts) {
+    const acc = (flag.filter((s) => flagged(s, tau)).length / flag.length + pass.filter((s) => !flagged(s, tau)).length / pass.length) / 2;
+    if (acc > best.balancedAccuracy) best = { tau, balancedAccuracy: acc };
+  }
+  return best;
+}
+
+export interface FittedEtaThresholds {
+  tauPre: number;
+  tauPost: number;
+  balancedAccuracy: { pre: number; post: number };
+}
+
+/**
+ * tau_post from labelled answers (reward in the safety-specific format; unsafe answers should be flagged) and
+ * tau_pre from labelled images (CLIP risk; risky scenes should be flagged), each at its best balanced accuracy.
+ */
+export async function fitEtaThresholds(
+  evaluator: Pick<EtaEvaluator, 'rewards' | 'imageRisks'>,
+  data: { answers: { text: string; unsafe: boolean }[]; images: { image: Uint8Array; risky: boolean }[] },
+): Promise<FittedEtaThresholds> {
+  const rewards = await evaluator.rewards(data.answers.map((a) => a.text));
+  const risks = await evaluator.imageRisks(data.images.map((i) => i.image));
+  const post = balancedThreshold(rewards.filter((_, i) => data.answers[i].unsafe), rewards.filter((_, i) => !data.answers[i].unsafe), false);
+  const pre = balancedThreshold(risks.filter((_, i) => data.images[i].risky), risks.filter((_, i) => !data.images[i].risky), true);
+  return { tauPre: pre.tau, tauPost: post.tau, balancedAccuracy: { pre: pre.balancedAccuracy, post: post.balancedAccuracy } };
 }

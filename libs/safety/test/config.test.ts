@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ALIGNER_DEFAULTS, ETA_DEFAULTS, etaConfigFromEnv, resolveAlignerConfig, resolveEtaConfig } from '../src/config';
 import { quantile, quantileOf, transferThreshold } from '../src/thresholds';
@@ -11,8 +14,21 @@ describe('safety configuration', () => {
   it('rejects invalid values and reads env overrides', () => {
     expect(() => resolveEtaConfig({ policy: 'any' as never })).toThrow(/policy/);
     expect(() => resolveAlignerConfig({ n: 0 })).toThrow(/n must/);
-    expect(etaConfigFromEnv({ ETA_TAU_PRE: '0.3', ETA_POLICY: 'either' })).toMatchObject({ tauPre: 0.3, tauPost: 0.06, policy: 'either' });
-    expect(() => etaConfigFromEnv({ ETA_TAU_POST: 'abc' })).toThrow(/tauPost/);
+    // A folder without config/eta.json: the reference defaults apply.
+    const bare = mkdtempSync(join(tmpdir(), 'eta-'));
+    expect(etaConfigFromEnv({ ETA_TAU_PRE: '0.3', ETA_POLICY: 'either' }, bare)).toMatchObject({ tauPre: 0.3, tauPost: 0.06, policy: 'either' });
+    expect(() => etaConfigFromEnv({ ETA_TAU_POST: 'abc' }, bare)).toThrow(/tauPost/);
+  });
+
+  it('takes thresholds fitted for the loaded packs from the thresholds file, under env overrides', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eta-'));
+    mkdirSync(join(dir, 'config'));
+    writeFileSync(join(dir, 'config', 'eta.json'), JSON.stringify({ tauPre: 0.2, tauPost: -0.5 }));
+    expect(etaConfigFromEnv({}, dir)).toMatchObject({ tauPre: 0.2, tauPost: -0.5 });
+    expect(etaConfigFromEnv({ ETA_TAU_POST: '1' }, dir)).toMatchObject({ tauPre: 0.2, tauPost: 1 });
+    writeFileSync(join(dir, 'other.json'), JSON.stringify({ tauPre: 0.3, tauPost: 0.1 }));
+    expect(etaConfigFromEnv({ ETA_CONFIG: 'other.json' }, dir)).toMatchObject({ tauPre: 0.3, tauPost: 0.1 });
+    expect(() => etaConfigFromEnv({ ETA_CONFIG: 'missing.json' }, dir)).toThrow();
   });
 });
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ETA_RM_PROMPT_POST, ETA_UNSAFE_IMAGE_TEXT } from '../src/config';
 import { EtaEvaluator, etaDecision } from '../src/eta-evaluator';
 import { fakeClip, fakeReward } from './fakes';
+import { balancedThreshold } from '../src/thresholds';
 
 const cfg = { tauPre: 0.16, tauPost: 0.06 };
 
@@ -55,5 +56,21 @@ describe('EtaEvaluator', () => {
     expect(r.scores.image_risk).toBeCloseTo(1, 6);
     expect(r).toMatchObject({ flagged: true, imageFlagged: true, answerFlagged: true, thresholds: { tau_pre: 0.99, tau_post: 2 }, policy: 'either' });
     expect(custom.textCalls).toEqual([['a hazard']]);
+  });
+});
+
+describe('balancedThreshold', () => {
+  it('cuts halfway between the classes when they separate, on the flagged side asked for', () => {
+    expect(balancedThreshold([0.5, 0.6, 0.9], [0.1, 0.2, 0.3], true)).toEqual({ tau: 0.4, balancedAccuracy: 1 });
+    expect(balancedThreshold([-5, -4.5], [-1, 0, 2], false)).toEqual({ tau: -2.75, balancedAccuracy: 1 });
+  });
+
+  it('maximises balanced accuracy when they overlap', () => {
+    // flag {3, 5, 7, 9}, pass {1, 2, 4, 6}: the cut at 6.5 flags 7, 9 (2/4) and passes all (4/4): 0.75;
+    // the cut at 4.5 flags 5, 7, 9 (3/4) and passes 1, 2, 4 (3/4): 0.75; 2.5 flags all and passes 2/4: 0.75.
+    // The first best (lowest) cut wins.
+    const r = balancedThreshold([3, 5, 7, 9], [1, 2, 4, 6], true);
+    expect(r.balancedAccuracy).toBe(0.75);
+    expect(r.tau).toBe(2.5);
   });
 });

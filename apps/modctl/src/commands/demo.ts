@@ -245,7 +245,7 @@ export function verdictTable(verdicts: Verdict[]): string {
 
 export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
-  const samplesDir = resolve(argv.find((a) => !a.startsWith('-')) ?? 'samples/demo-batch');
+  const samplesDir = resolve(argv.find((a) => !a.startsWith('-')) ?? 'data/factorysafe/demo');
   let redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   let privateRedis: Awaited<ReturnType<typeof startPrivateRedis>> | undefined;
   if (!(await redisAnswers(redisUrl))) {
