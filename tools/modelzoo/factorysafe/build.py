@@ -30,7 +30,7 @@ from .world import draw, save_png
 
 SEED = 20251123
 VOCAB = 1200
-FULL = {"steps0": 800, "steps1": 600, "steps2": 6000, "batch": 32, "clip_steps": 1500, "guard_steps": 1500, "pool": 3000}
+FULL = {"steps0": 800, "steps1": 600, "steps2": 3500, "batch": 32, "clip_steps": 1500, "guard_steps": 1500, "pool": 3000}
 QUICK = {"steps0": 20, "steps1": 40, "steps2": 60, "batch": 16, "clip_steps": 30, "guard_steps": 30, "pool": 200}
 
 
