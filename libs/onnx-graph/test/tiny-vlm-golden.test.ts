@@ -4,7 +4,7 @@
  * Here the ONNX pack (embed_tokens + vision_encoder + the revisable decoder prepared from the shipped decoder)
  * must reproduce them. Skipped until the pack and its golden file exist.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
