@@ -228,7 +228,8 @@ const fmt = (x: number | null | undefined) => (x === null || x === undefined ? '
 
 export function verdictTable(verdicts: Verdict[]): string {
   const rows = verdicts.map((v) => [
-    v.id.slice(-10),
+    // The id's last 8 hex digits, plus the item index for batch jobs (`bat_<hex>_<index>`).
+    v.id.replace(/^.*?([0-9a-f]{8}(_\d+)?)$/, '$1'),
     excerpt(v.prompt, 34),
     v.status === 'succeeded' ? (v.decision ?? '-') : `${v.status}:${v.error?.code ?? ''}`,
     v.flagged === null ? '-' : String(v.flagged),
