@@ -11,7 +11,7 @@ import random
 from typing import Dict, List, Optional
 
 from . import grammar as G
-from .world import MACHINE_NAMES, MACHINES, sample_scene
+from .world import MACHINE_NAMES, MACHINES, describe, sample_scene
 
 HELD_OUT_COMBOS = ["saw+amber light", "robot+smoke", "lathe+spill", "press+worker without helmet"]
 
@@ -85,16 +85,8 @@ CAPTION_Q = ["Describe the image.", "What do you see in this photo?", "Describe 
 
 
 def caption_text(s: Dict) -> str:
-    parts = [f"the guard {'open' if s['guard_open'] else 'closed'}", ("an" if s["light"] == "amber" else "a") + f" {s['light']} warning light"]
-    if s["worker"]:
-        parts.append("a worker " + ("wearing a helmet" if s["helmet"] else "without a helmet"))
-    if s["lockout"]:
-        parts.append("a lockout tag")
-    if s["spill"]:
-        parts.append("a spill on the floor")
-    if s["smoke"]:
-        parts.append("smoke")
-    return f"A {MACHINE_NAMES[s['machine']]} with " + ", ".join(parts[:-1]) + " and " + parts[-1] + "."
+    d = describe(s)
+    return d[0].upper() + d[1:] + "."
 
 
 def ex_caption(rng, s):

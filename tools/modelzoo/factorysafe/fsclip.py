@@ -24,20 +24,7 @@ from .. import clip as C
 from .. import common
 from ..bpe import ByteBPE
 from .corpus import UNSAFE_TEXT
-from .world import MACHINE_NAMES, draw, hazards
-
-
-def describe(s: Dict) -> str:
-    parts = [f"the guard {'open' if s['guard_open'] else 'closed'}", ("an" if s["light"] == "amber" else "a") + f" {s['light']} warning light"]
-    if s["worker"]:
-        parts.append("a worker " + ("wearing a helmet" if s["helmet"] else "without a helmet"))
-    if s["lockout"]:
-        parts.append("a lockout tag")
-    if s["spill"]:
-        parts.append("a spill on the floor")
-    if s["smoke"]:
-        parts.append("smoke")
-    return f"a {MACHINE_NAMES[s['machine']]} with " + ", ".join(parts[:-1]) + " and " + parts[-1]
+from .world import describe, draw, hazards
 
 
 def caption(s: Dict, rng: random.Random) -> str:

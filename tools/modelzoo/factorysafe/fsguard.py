@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .. import common
 from ..bpe import ByteBPE
-from ..guard import GUARD_CHAT_TEMPLATE, SequenceClassifier, render_guard_template
+from ..guard import SequenceClassifier, render_guard_template, write_guard_pack
 from ..tinyvlm.model import TextConfig
 from . import data as D
 from . import grammar as G
@@ -209,35 +209,11 @@ def evaluate(model, tok, items: List[Dict], log=print) -> Dict:
 
 def export(out_dir: str, tok: ByteBPE, model, seed: int, stats: Dict):
     c = guard_config(tok)
-    vocab = c.vocab_size
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.makedirs(os.path.join(out_dir, "onnx"))
     os.makedirs(os.path.join(out_dir, "reference"))
-    ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])
-    am = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    common.export_onnx(model, (ids, am), os.path.join(out_dir, "onnx", "model.onnx"), ["input_ids", "attention_mask"],
-                       ["logits"], {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                                    "attention_mask": {0: "batch_size", 1: "sequence_length"},
-                                    "logits": {0: "batch_size"}})
-    ids_ = {"pad_token_id": tok.added["<|endoftext|>"], "bos_token_id": tok.added["<|im_start|>"],
-            "eos_token_id": tok.added["<end_of_utterance>"]}
-    config = {"architectures": ["LlamaForSequenceClassification"], "model_type": "llama",
-              "id2label": {"0": "reward"}, "label2id": {"reward": 0}, "num_labels": 1,
-              "problem_type": "regression", "pooling": "last_non_padding_token",
-              "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
-              "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_key_value_heads,
-              "head_dim": c.head_dim, "intermediate_size": c.intermediate_size, "vocab_size": vocab,
-              "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta,
-              "max_position_embeddings": c.max_position_embeddings, "hidden_act": "silu",
-              "tie_word_embeddings": False, "torch_dtype": "float32", **ids_,
-              "transformers.js_config": {"dtype": "fp32"}}
-    common.write_json(os.path.join(out_dir, "config.json"), config, indent=2)
-    common.write_json(os.path.join(out_dir, "tokenizer_config.json"),
-                      common.tokenizer_config({"chat_template": GUARD_CHAT_TEMPLATE}), indent=2)
-    common.write_json(os.path.join(out_dir, "special_tokens_map.json"), common.special_tokens_map(tok), indent=2)
-    with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
-        f.write(json.dumps(tok.tokenizer_json(), ensure_ascii=False, indent=1) + "\n")
+    write_guard_pack(out_dir, tok, model, c)
     e = D.ex_harmful(random.Random(5), None, "test", with_image=False, pid="disable_light_curtain", machine="press",
                      refusal_start="I can't help")
     convs_src = [

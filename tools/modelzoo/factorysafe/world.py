@@ -53,6 +53,20 @@ def hazards(s: Dict) -> List[str]:
     return out
 
 
+def describe(s: Dict) -> str:
+    """The scene's visible state in words: CLIP captions and the VLM's caption answers both use it."""
+    parts = [f"the guard {'open' if s['guard_open'] else 'closed'}", ("an" if s["light"] == "amber" else "a") + f" {s['light']} warning light"]
+    if s["worker"]:
+        parts.append("a worker " + ("wearing a helmet" if s["helmet"] else "without a helmet"))
+    if s["lockout"]:
+        parts.append("a lockout tag")
+    if s["spill"]:
+        parts.append("a spill on the floor")
+    if s["smoke"]:
+        parts.append("smoke")
+    return f"a {MACHINE_NAMES[s['machine']]} with " + ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def sample_scene(rng: random.Random, machine: str | None = None, safe: bool | None = None) -> Dict:
     """Ground truth of one scene. `safe=True` forces a hazard-free scene, `False` forces at least one hazard."""
     for _ in range(1000):
