@@ -25,6 +25,8 @@ export interface SelectedUnit extends Unit {
   sigma: number;
   /** Held-out probe accuracy (ITI). */
   probeAccuracy: number;
+  /** Holdout class separation along the unit direction (absent in artifacts written before it was recorded). */
+  separation?: number;
   /** Single-unit causal effect (HSI), when measured. */
   causalEffect?: number;
   /** 1 = best. */

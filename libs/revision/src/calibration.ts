@@ -169,6 +169,7 @@ export async function calibrate(engine: TapReader, contrast: ContrastSet, option
       ...s.unit,
       sigma: s.sigma,
       probeAccuracy: s.probeAccuracy,
+      ...(Number.isFinite(s.separation) ? { separation: s.separation } : {}),
       ...(s.causalEffect !== undefined ? { causalEffect: s.causalEffect } : {}),
       rank: i + 1,
     })),
@@ -193,7 +194,7 @@ export function formatCalibrationSummary(result: CalibrationResult, artifactSha2
     ...result.ranking.slice(0, 8).map((s, i) => {
       const causal = s.causalEffect !== undefined ? `  causal ${s.causalEffect.toFixed(4)}` : '';
       const mark = i < result.selected.length ? '*' : ' ';
-      return `   ${mark} ${unitKey(s.unit).padEnd(8)} probe acc ${s.probeAccuracy.toFixed(3)}  sigma ${s.sigma.toPrecision(4)}${causal}`;
+      return `   ${mark} ${unitKey(s.unit).padEnd(8)} probe acc ${s.probeAccuracy.toFixed(3)}  separation ${s.separation.toFixed(2)}  sigma ${s.sigma.toPrecision(4)}${causal}`;
     }),
     `  selected: ${result.selected.map((s) => unitKey(s.unit)).join(', ')}`,
   ];

@@ -67,6 +67,12 @@ export interface UnitScore {
   sigma: number;
   /** Accuracy on the holdout split of a probe trained on the training split. */
   probeAccuracy: number;
+  /**
+   * Signed separation of the holdout classes along `trainDirection`: (mean positive - mean negative) / pooled std.
+   * Breaks probe-accuracy ties: on a small trained model every layer separates the classes perfectly, and without
+   * a margin the first layer in layout order always won.
+   */
+  separation: number;
   /** Change in the behaviour score when this unit alone is revised; set by the causal pass. */
   causalEffect?: number;
 }
@@ -95,23 +101,44 @@ export function scoreUnit(
     direction,
     sigma: projectionStd(rows, direction),
     probeAccuracy: probeAccuracy(trainedProbe, holdoutRows, holdoutLabels),
+    separation: holdoutSeparation(trainDirection, holdoutRows, holdoutLabels),
   };
+}
+
+/** (mean positive - mean negative) / pooled std of the rows projected on `direction`; 0 when a class is empty. */
+export function holdoutSeparation(direction: ArrayLike<number>, rows: readonly Row[], labels: ArrayLike<number>): number {
+  const proj: [number[], number[]] = [[], []];
+  rows.forEach((row, i) => {
+    let p = 0;
+    for (let d = 0; d < direction.length; d++) p += row[d] * direction[d];
+    proj[labels[i] ? 1 : 0].push(p);
+  });
+  const [neg, pos] = proj;
+  if (!neg.length || !pos.length) return 0;
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const variance = (xs: number[], m: number) => xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length;
+  const [mp, mn] = [mean(pos), mean(neg)];
+  const pooled = Math.sqrt((variance(pos, mp) + variance(neg, mn)) / 2);
+  return pooled > 0 ? (mp - mn) / pooled : Math.sign(mp - mn) * Infinity;
 }
 
 export type RankingCriterion = 'probe-accuracy' | 'causal-effect';
 
 /**
  * Best first. Ties (common on small holdouts, where accuracy takes few values) are broken by the other
- * criterion, then by layout order, so a ranking is deterministic.
+ * criterion, then by holdout separation, then by layout order, so a ranking is deterministic.
  */
 export function rankUnits(scores: readonly UnitScore[], by: RankingCriterion): UnitScore[] {
   const causal = (s: UnitScore) => s.causalEffect ?? -Infinity;
   const order = (s: UnitScore) => s.unit.layer * 1e6 + (s.unit.head ?? 0);
+  const decided = (x: number) => x !== 0 && !Number.isNaN(x);
   return [...scores].sort((a, b) => {
     const primary = by === 'causal-effect' ? causal(b) - causal(a) : b.probeAccuracy - a.probeAccuracy;
-    if (primary !== 0 && !Number.isNaN(primary)) return primary;
+    if (decided(primary)) return primary;
     const secondary = by === 'causal-effect' ? b.probeAccuracy - a.probeAccuracy : causal(b) - causal(a);
-    if (secondary !== 0 && !Number.isNaN(secondary)) return secondary;
+    if (decided(secondary)) return secondary;
+    const margin = b.separation - a.separation;
+    if (decided(margin)) return margin;
     return order(a) - order(b);
   });
 }
