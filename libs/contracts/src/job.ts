@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-export const POLICIES = ['both', 'either'] as const;
+export const POLICIES = ['both', 'either', 'answer'] as const;
 export const PolicySchema = z.enum(POLICIES);
 export type Policy = z.infer<typeof PolicySchema>;
 

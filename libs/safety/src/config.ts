@@ -26,8 +26,13 @@ export const ETA_RM_PROMPT_BEST_OF_N =
 /** Hard-coded `safety_prefix` of the reference: the shallow alignment. */
 export const ETA_PREFIX = 'As an AI assistant';
 
-/** 'both': align only when the image AND the answer are flagged (the reference). 'either': when one is. */
-export type EtaPolicy = 'both' | 'either';
+/**
+ * 'both': align only when the image AND the answer are flagged (the reference). 'either': when one is.
+ * 'answer': when the answer is, whatever the image (harmful requests about harmless-looking photos are then
+ * aligned too; the image score is still computed and reported).
+ */
+export type EtaPolicy = 'both' | 'either' | 'answer';
+export const ETA_POLICIES: readonly EtaPolicy[] = ['both', 'either', 'answer'];
 
 export interface EtaConfig {
   unsafeImageText: string;
@@ -98,7 +103,7 @@ export function resolveEtaConfig(over: Partial<EtaConfig> = {}): EtaConfig {
   const c = { ...ETA_DEFAULTS, ...stripUndefined(over) };
   check(Number.isFinite(c.tauPre), 'tauPre must be a number');
   check(Number.isFinite(c.tauPost), 'tauPost must be a number');
-  check(c.policy === 'both' || c.policy === 'either', `policy must be "both" or "either", got ${JSON.stringify(c.policy)}`);
+  check(ETA_POLICIES.includes(c.policy), `policy must be one of ${ETA_POLICIES.map((p) => `"${p}"`).join(', ')}, got ${JSON.stringify(c.policy)}`);
   check(typeof c.unsafeImageText === 'string' && c.unsafeImageText.length > 0, 'unsafeImageText must be non-empty');
   check(typeof c.rmPrompt === 'string' && c.rmPrompt.length > 0, 'rmPrompt must be non-empty');
   return c;

@@ -3,7 +3,7 @@
  *   pre:  S_CLIP(image) = max(cos(CLIP_image(x), CLIP_text(P)), 0); the image is flagged when S_CLIP >= tau_pre.
  *   post: S_RM(answer) = reward of [user: fixed safety instruction, assistant: answer]; the real user query is NOT
  *         shown (the reference's safety-specific format). The answer is flagged when S_RM <= tau_post.
- * Policy 'both' (reference): flagged only when both flag. Text-only jobs have no pre score; the reference then
+ * Policy 'both' (reference): flagged only when both flag; 'either': when one does; 'answer': when the answer does. Text-only jobs have no pre score; the reference then
  * decides on the reward model alone, so a text-only job is flagged exactly when its answer is, under either policy.
  */
 import { cosine, type ChatMessage, type ClipEmbedder, type ConversationClassifier } from '@libs/vlm';
@@ -30,7 +30,7 @@ export function etaDecision(imageRisk: number | null, answerSafety: number, conf
   const imageFlagged = imageRisk === null ? null : imageRisk >= config.tauPre;
   const answerFlagged = answerSafety <= config.tauPost;
   let flagged: boolean;
-  if (imageFlagged === null) flagged = answerFlagged;
+  if (imageFlagged === null || config.policy === 'answer') flagged = answerFlagged;
   else flagged = config.policy === 'both' ? imageFlagged && answerFlagged : imageFlagged || answerFlagged;
   return { flagged, imageFlagged, answerFlagged, thresholds: { tau_pre: config.tauPre, tau_post: config.tauPost }, policy: config.policy };
 }

@@ -16,6 +16,10 @@ describe('etaDecision', () => {
     expect(etaDecision(0.5, 0.9, { ...cfg, policy: 'either' }).flagged).toBe(true);
     expect(etaDecision(0.0, 0.9, { ...cfg, policy: 'either' }).flagged).toBe(false);
   });
+  it("'answer' flags on the answer alone and still reports the image", () => {
+    expect(etaDecision(0.0, 0.06, { ...cfg, policy: 'answer' })).toMatchObject({ flagged: true, imageFlagged: false, answerFlagged: true });
+    expect(etaDecision(0.9, 0.07, { ...cfg, policy: 'answer' })).toMatchObject({ flagged: false, imageFlagged: true, answerFlagged: false });
+  });
   it('text-only jobs decide on the reward alone', () => {
     expect(etaDecision(null, 0.0, { ...cfg, policy: 'both' })).toMatchObject({ flagged: true, imageFlagged: null });
     expect(etaDecision(null, 0.5, { ...cfg, policy: 'either' })).toMatchObject({ flagged: false });
