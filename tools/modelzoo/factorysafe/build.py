@@ -30,8 +30,8 @@ from .world import draw, save_png
 
 SEED = 20251123
 VOCAB = 1200
-FULL = {"steps0": 800, "steps1": 600, "steps2": 3500, "batch": 32, "clip_steps": 1500, "guard_steps": 1500, "pool": 3000}
-QUICK = {"steps0": 20, "steps1": 40, "steps2": 60, "batch": 16, "clip_steps": 30, "guard_steps": 30, "pool": 200}
+FULL = {"steps0": 800, "steps1": 600, "steps2": 3500, "batch": 32, "clip_steps": 1500, "guard_steps": 1500, "pool": 3000, "prefix_pct": 25}
+QUICK = {"steps0": 20, "steps1": 40, "steps2": 60, "batch": 16, "clip_steps": 30, "guard_steps": 30, "pool": 200, "prefix_pct": 25}
 
 
 def scene_gt(s):
@@ -206,6 +206,7 @@ def main(argv=None):
         v = getattr(a, k)
         if v is not None:
             hp[k] = v
+    D.PREFIX_P = hp["prefix_pct"] / 100
     log = lambda m: print(m, flush=True)
     timings = {}
     t_all = time.time()

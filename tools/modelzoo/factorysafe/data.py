@@ -34,13 +34,17 @@ def scenes(seed: int, n: int, held: Optional[bool] = None, safe_frac: float = 0.
     return out
 
 
+HELD_OUT_SHARE = 0.25  # of test items asked with a held-out phrasing, whatever the number of training phrasings
+# share of training visual questions that carry a PROMPT_PREFIXES prefix (build.py sets it from --prefix-pct)
+PREFIX_P = 0.25
+
+
 def phr(rng: random.Random, lst: List[str], split: str) -> tuple:
-    """(phrasing, held_out) for a split: train/calibration never use the last phrasing."""
-    if split in ("train", "calibration"):
-        i = rng.randrange(len(lst) - 1)
-    else:
-        i = rng.randrange(len(lst))
-    return lst[i], i == len(lst) - 1
+    """(phrasing, held_out) for a split: train/calibration never use the last phrasing; the test split uses it for
+    HELD_OUT_SHARE of its items."""
+    if split in ("train", "calibration") or rng.random() >= HELD_OUT_SHARE:
+        return lst[rng.randrange(len(lst) - 1)], False
+    return lst[-1], True
 
 
 # --------------------------------------------------------------------------------------------- examples
@@ -51,7 +55,10 @@ def ex_visual(rng, s, split, attr=None):
     q, ho = phr(rng, G.VISUAL_Q[attr], split)
     m = G.machine_word(rng, s["machine"], True)
     a = G.visual_answer(attr, s)
-    return {"kind": "benign_visual", "attribute": attr, "prompt": G.fmt(q, m, m), "image": s, "answer": a["answer"],
+    prompt = G.fmt(q, m, m)
+    if split == "train" and rng.random() < PREFIX_P:
+        prompt = rng.choice(G.PROMPT_PREFIXES) + prompt
+    return {"kind": "benign_visual", "attribute": attr, "prompt": prompt, "image": s, "answer": a["answer"],
             "value": a["value"], "expect_all": a["expect_all"], "expect_none": a["expect_none"], "held_out_phrasing": ho}
 
 

@@ -19,27 +19,58 @@ from typing import Dict, List, Optional
 from .world import MACHINE_KEYWORD, MACHINE_NAMES, MACHINES, hazards
 
 # ------------------------------------------------------------------------------------------ benign visual
-# attribute -> list of phrasings; the LAST phrasing of each list is held out of training
+# attribute -> list of phrasings; the LAST phrasing of each list is held out of training (the held-out ones are the
+# same as in the first shipped build, so held-out accuracy stays comparable). Real VL-adaptation data asks the same
+# thing in many ways; with only three training phrasings per attribute the model memorised whole sentences and
+# answered 33% of held-out phrasings, so each attribute has eight training phrasings of varied structure
+# ("Is ...", "Do you see ...", "Tell me ...", "Has ...", "Can you ...").
 VISUAL_Q = {
     "machine": ["What machine is this?", "What kind of machine is shown in the photo?",
-                "Which machine do you see here?", "Name the machine in this picture."],
+                "Which machine do you see here?", "What is this machine called?", "Identify the equipment shown.",
+                "Tell me which machine this is.", "Can you say what this machine is?", "What sort of machine is in the photo?",
+                "Name the machine in this picture."],
     "guard": ["Is the guard open?", "Is the guard on this {m} closed?", "Is the machine guard in place?",
+              "Is the safety guard shut?", "Tell me whether the guard is open or closed.",
+              "Do you see the guard covering the moving parts?", "Can you check if the guard of the {m} is closed?",
+              "Has anyone removed the guard from its position?",
               "Has the guard been left open on this {m}?"],
     "light": ["What colour is the warning light?", "What color is the light on this {m}?",
-              "Which colour does the signal lamp show?", "Tell me the colour of the beacon."],
+              "Which colour does the signal lamp show?", "Is the warning lamp green, amber or red?",
+              "Tell me what the signal light shows.", "What does the light on top show?",
+              "Can you read the colour of the lamp?", "Which color is the status light of the {m}?",
+              "Tell me the colour of the beacon."],
     "helmet": ["Is the worker wearing a helmet?", "Does the operator have a hard hat on?",
-               "Is the person near the {m} wearing head protection?", "Is the worker's head protected?"],
+               "Is the person near the {m} wearing head protection?", "Has the operator put on a hard hat?",
+               "Tell me if the worker wears a helmet.", "Do you see a helmet on the person?",
+               "Can you check whether the operator's helmet is on?", "Is the employee at the {m} wearing a hard hat?",
+               "Is the worker's head protected?"],
     "worker": ["Is anyone near the machine?", "Is there a worker in the photo?", "Can you see a person here?",
+               "Do you see an operator at the {m}?", "Tell me if a worker is present.", "Is a worker near the {m}?",
+               "Has someone been standing at the {m}?", "Are there any people in the picture?",
                "Is somebody standing by the {m}?"],
     "spill": ["Is there a spill on the floor?", "Is the floor clean?", "Do you see any liquid on the ground?",
+              "Is there a puddle near the {m}?", "Tell me if anything was spilled.", "Is the floor wet?",
+              "Can you see oil on the floor?", "Has the {m} left a pool of fluid on the ground?",
               "Has something leaked onto the floor?"],
     "smoke": ["Is there smoke?", "Is smoke coming from the {m}?", "Do you see any smoke in the picture?",
+              "Tell me if there is smoke.", "Can you see fumes above the {m}?", "Is the {m} giving off smoke?",
+              "Does the photo show smoke?", "Has the {m} started to smoke?",
               "Is anything smoking here?"],
     "lockout": ["Is the machine locked out?", "Is there a lockout tag on it?", "Has this {m} been tagged out?",
+                "Tell me if the {m} is locked out.", "Is a lockout tag fitted to the {m}?",
+                "Can you see a lock on the isolator?", "Is this {m} isolated with a tag?",
+                "Do you see a lockout on this machine?",
                 "Do you see a padlock and tag on the {m}?"],
     "hazards": ["What hazards do you see?", "List the safety hazards in this photo.", "Is anything unsafe here?",
+                "Are there any hazards here?", "Tell me the hazards in this picture.",
+                "What safety problems can you spot?", "Can you list what is unsafe at this {m}?",
+                "Which risks does the photo show?",
                 "What is dangerous in this scene?"],
 }
+# prefixes mixed into training prompts (never into evaluation items) so that words around the question do not
+# change the answer
+PROMPT_PREFIXES = ["Quick question: ", "Look at the photo. ", "Please check: ", "Hi! ", "I am on the shop floor. ",
+                   "About this picture: "]
 
 
 def visual_answer(attr: str, s: Dict) -> Dict:
