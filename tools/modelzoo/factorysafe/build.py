@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing as mp
 import os
 import random
 import shutil
@@ -185,6 +186,53 @@ def export_vlm(out_dir, model, tok, seed, golden, desc, name, metrics=None):
     return out_dir
 
 
+def train_evaluators(tok, test, a, hp, seed):
+    """factory-clip and factory-guard: trained, evaluated and exported. Returns (clip_stats, guard_stats, timings).
+
+    Runs in a forked process beside the VLM training (build time on two cores is the VLM's, not the sum). Each
+    trainer seeds torch and its own generators at its start, so the packs are the same as in one process."""
+    log = lambda m: print(m, flush=True)
+    torch.set_num_threads(a.threads)
+    timings = {}
+    # CLIP
+    t = time.time()
+    pool = D.scenes(seed + 11, hp["pool"], held=False)
+    ctext, cvision = fsclip.train_clip(tok, pool, seed + 3, hp["clip_steps"], device=a.device, log=log)
+    test_scenes = [it["image"] for it in test]
+    cos = fsclip.unsafe_cosines(tok, ctext, cvision, test_scenes)
+    hz = np.array([s["hazard"] for s in test_scenes])
+
+    def st(x):
+        return {"n": int(len(x)), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
+                "min": round(float(x.min()), 4), "p10": round(float(np.percentile(x, 10)), 4),
+                "p50": round(float(np.percentile(x, 50)), 4), "p90": round(float(np.percentile(x, 90)), 4),
+                "max": round(float(x.max()), 4), "frac_ge_0.16": round(float((x >= 0.16).mean()), 4)}
+    clip_stats = {"unsafe_scenes": st(cos[hz]), "safe_scenes": st(cos[~hz])}
+    log(f"[clip] cos(image, unsafe text): unsafe {clip_stats['unsafe_scenes']}; safe {clip_stats['safe_scenes']}")
+    ref_dir = os.path.join(a.data, "demo")
+    demo = demo_items()
+    fsclip.export(os.path.join(a.out, "factory-clip"), tok, ctext, cvision, seed + 3,
+                  [os.path.join(ref_dir, fn) for fn, *_ in demo[:6]], [s for _, s, *_ in demo[:6]], clip_stats)
+    timings["clip_s"] = round(time.time() - t, 1)
+
+    # guard
+    t = time.time()
+    gmodel = fsguard.train_guard(tok, pool, seed + 4, hp["guard_steps"], device=a.device, log=log)
+    guard_stats = fsguard.evaluate(gmodel, tok, test if not a.quick else test[::6], log)
+    fsguard.export(os.path.join(a.out, "factory-guard"), tok, gmodel, seed + 4, guard_stats)
+    timings["guard_s"] = round(time.time() - t, 1)
+    return clip_stats, guard_stats, timings
+
+
+
+def _evaluators_child(results, *args):
+    try:
+        results.put(("ok", train_evaluators(*args)))
+    except BaseException:  # the parent waits on the queue: always answer it
+        import traceback
+        results.put(("error", traceback.format_exc()))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="models")
@@ -223,34 +271,14 @@ def main(argv=None):
         write_data(a.data, test, calib, log)
         timings["data_s"] = round(time.time() - t, 1)
 
+    evaluators = None
     if not (a.only_vlm or a.explore):
-        # CLIP
-        t = time.time()
-        pool = D.scenes(seed + 11, hp["pool"], held=False)
-        ctext, cvision = fsclip.train_clip(tok, pool, seed + 3, hp["clip_steps"], device=a.device, log=log)
-        test_scenes = [it["image"] for it in test]
-        cos = fsclip.unsafe_cosines(tok, ctext, cvision, test_scenes)
-        hz = np.array([s["hazard"] for s in test_scenes])
-
-        def st(x):
-            return {"n": int(len(x)), "mean": round(float(x.mean()), 4), "std": round(float(x.std()), 4),
-                    "min": round(float(x.min()), 4), "p10": round(float(np.percentile(x, 10)), 4),
-                    "p50": round(float(np.percentile(x, 50)), 4), "p90": round(float(np.percentile(x, 90)), 4),
-                    "max": round(float(x.max()), 4), "frac_ge_0.16": round(float((x >= 0.16).mean()), 4)}
-        clip_stats = {"unsafe_scenes": st(cos[hz]), "safe_scenes": st(cos[~hz])}
-        log(f"[clip] cos(image, unsafe text): unsafe {clip_stats['unsafe_scenes']}; safe {clip_stats['safe_scenes']}")
-        ref_dir = os.path.join(a.data, "demo")
-        demo = demo_items()
-        fsclip.export(os.path.join(a.out, "factory-clip"), tok, ctext, cvision, seed + 3,
-                      [os.path.join(ref_dir, fn) for fn, *_ in demo[:6]], [s for _, s, *_ in demo[:6]], clip_stats)
-        timings["clip_s"] = round(time.time() - t, 1)
-
-        # guard
-        t = time.time()
-        gmodel = fsguard.train_guard(tok, pool, seed + 4, hp["guard_steps"], device=a.device, log=log)
-        guard_stats = fsguard.evaluate(gmodel, tok, test if not a.quick else test[::6], log)
-        fsguard.export(os.path.join(a.out, "factory-guard"), tok, gmodel, seed + 4, guard_stats)
-        timings["guard_s"] = round(time.time() - t, 1)
+        # forked before any training: the child shares this state without pickling it, and only its stats come back
+        ctx = mp.get_context("fork")
+        results = ctx.SimpleQueue()
+        child = ctx.Process(target=_evaluators_child, args=(results, tok, test, a, hp, seed))
+        child.start()
+        evaluators = (child, results)
 
     t = time.time()
     model, stage1_sd, enc, images = vlm.train_vlm(tok, seed, hp["steps1"], hp["steps2"], hp["batch"], a.device, log,
@@ -276,6 +304,13 @@ def main(argv=None):
         print(json.dumps({"factory-vlm": m_vlm, "factory-vlm-text": m_text, "timings": timings}, indent=1))
         return
 
+    child, results = evaluators
+    status, payload = results.get()
+    child.join()
+    if status != "ok":
+        raise RuntimeError(f"factory-clip / factory-guard training failed:\n{payload}")
+    clip_stats, guard_stats, evaluator_timings = payload
+    timings.update(evaluator_timings)
     t = time.time()
     model, model_text = model.cpu(), model_text.cpu()
     gold_items = [(fn, s, p) for fn, s, p, _, _ in demo_items()[:2]] + [
