@@ -205,18 +205,8 @@ def tokenizer_json(tok: ByteBPE) -> dict:
     return j
 
 
-def build(out_dir: str, tok: ByteBPE, image_src: str, seed: int = 2345, sample_images=None, log=print):
-    vocab = len(tok.vocab) + len(tok.added)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.makedirs(os.path.join(out_dir, "onnx"))
-    os.makedirs(os.path.join(out_dir, "reference"))
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    text, vision = TextModelWithProjection(vocab).eval(), VisionModelWithProjection().eval()
-    init_(text, g)
-    init_(vision, g)
-
+def export_clip_onnx(text, vision, out_dir: str):
+    """onnx/text_model.onnx and onnx/vision_model.onnx in transformers.js's CLIP layout."""
     ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])
     am = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     common.export_onnx(text, (ids, am), os.path.join(out_dir, "onnx", "text_model.onnx"),
@@ -230,6 +220,21 @@ def build(out_dir: str, tok: ByteBPE, image_src: str, seed: int = 2345, sample_i
                        {"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"},
                         "last_hidden_state": {0: "batch_size"}},
                        static_output_dims={"last_hidden_state": {1: (IMAGE // PATCH) ** 2 + 1, 2: HIDDEN}})
+
+
+def build(out_dir: str, tok: ByteBPE, image_src: str, seed: int = 2345, sample_images=None, log=print):
+    vocab = len(tok.vocab) + len(tok.added)
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.makedirs(os.path.join(out_dir, "onnx"))
+    os.makedirs(os.path.join(out_dir, "reference"))
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    text, vision = TextModelWithProjection(vocab).eval(), VisionModelWithProjection().eval()
+    init_(text, g)
+    init_(vision, g)
+
+    export_clip_onnx(text, vision, out_dir)
 
     ids_ = {"pad_token_id": tok.added["<|endoftext|>"], "bos_token_id": tok.added["<|im_start|>"],
             "eos_token_id": tok.added["<end_of_utterance>"]}

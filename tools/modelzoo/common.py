@@ -124,3 +124,14 @@ def special_tokens_map(tok) -> dict:
         "pad_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",
     }
+
+
+def pad_right(rows):
+    """Token rows -> (input_ids, attention_mask), right-padded with id 0."""
+    L = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), L, dtype=torch.long)
+    am = torch.zeros(len(rows), L, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        am[i, :len(r)] = 1
+    return ids, am

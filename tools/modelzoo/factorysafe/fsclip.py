@@ -55,13 +55,7 @@ def text_batch(tok: ByteBPE, texts: List[str], cache: Dict):
             assert len(ids) <= C.MAXPOS, (len(ids), t)
             cache[t] = ids
         rows.append(cache[t])
-    L = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), L, dtype=torch.long)
-    am = torch.zeros(len(rows), L, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-        am[i, :len(r)] = 1
-    return ids, am
+    return common.pad_right(rows)
 
 
 def train_clip(tok: ByteBPE, pool: List[Dict], seed: int, steps: int, batch: int = 64, lr: float = 2e-3,
@@ -132,20 +126,7 @@ def export(out_dir: str, tok: ByteBPE, text, vision, seed: int, ref_images: List
         shutil.rmtree(out_dir)
     os.makedirs(os.path.join(out_dir, "onnx"))
     os.makedirs(os.path.join(out_dir, "reference"))
-    ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])
-    am = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    common.export_onnx(text, (ids, am), os.path.join(out_dir, "onnx", "text_model.onnx"),
-                       ["input_ids", "attention_mask"], ["text_embeds", "last_hidden_state"],
-                       {"input_ids": {0: "batch_size", 1: "sequence_length"},
-                        "attention_mask": {0: "batch_size", 1: "sequence_length"},
-                        "text_embeds": {0: "batch_size"},
-                        "last_hidden_state": {0: "batch_size", 1: "sequence_length"}})
-    common.export_onnx(vision, (torch.randn(2, 3, C.IMAGE, C.IMAGE),),
-                       os.path.join(out_dir, "onnx", "vision_model.onnx"),
-                       ["pixel_values"], ["image_embeds", "last_hidden_state"],
-                       {"pixel_values": {0: "batch_size"}, "image_embeds": {0: "batch_size"},
-                        "last_hidden_state": {0: "batch_size"}},
-                       static_output_dims={"last_hidden_state": {1: (C.IMAGE // C.PATCH) ** 2 + 1, 2: C.HIDDEN}})
+    C.export_clip_onnx(text, vision, out_dir)
     ids_ = {"pad_token_id": tok.added["<|endoftext|>"], "bos_token_id": tok.added["<|im_start|>"],
             "eos_token_id": tok.added["<end_of_utterance>"]}
     config = {

@@ -113,12 +113,7 @@ def encode_pair(tok: ByteBPE, req: str, resp: str, cache: Dict) -> List[int]:
 
 
 def batch_tensors(rows: List[List[int]], device):
-    L = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), L, dtype=torch.long)
-    am = torch.zeros(len(rows), L, dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)] = torch.tensor(r)
-        am[i, :len(r)] = 1
+    ids, am = common.pad_right(rows)
     return ids.to(device), am.to(device)
 
 
