@@ -13,11 +13,23 @@ export const ERROR_CODES = {
   unsupported_media_type: 415,
   prompt_empty: 400,
   prompt_too_long: 400,
+  /** The prompt holds no visible character (only whitespace, zero-width or control characters). */
+  prompt_invisible: 400,
+  /** A text field holds a lone UTF-16 surrogate: it cannot be encoded as UTF-8. */
+  text_invalid_unicode: 400,
   answer_too_long: 400,
   metadata_too_large: 400,
+  /** Any JSON body (or metadata field) nested deeper than the limit. */
+  json_too_deep: 400,
+  /** An id in the path that does not have the form of a job or batch id. */
+  invalid_id: 400,
+  /** More files in a multipart request than the route takes (one for /v1/jobs, one per item for batches). */
+  too_many_files: 400,
   image_missing: 400,
   image_too_large: 413,
   image_too_many_pixels: 413,
+  /** Width/height (or height/width) over the limit: resizing the short edge to the model size would explode the long one. */
+  image_aspect_ratio: 422,
   unsupported_image_format: 415,
   image_undecodable: 422,
   unknown_profile: 422,
@@ -25,9 +37,13 @@ export const ERROR_CODES = {
   batch_empty: 400,
   batch_too_large: 413,
   idempotency_conflict: 409,
+  /** A request with the same Idempotency-Key is still being processed; retry after Retry-After. */
+  idempotency_in_progress: 409,
   backlog_full: 429,
   // Infrastructure.
   redis_unavailable: 503,
+  /** Redis refused a write (maxmemory reached): nothing was created; retry later. */
+  redis_full: 503,
   internal: 500,
   // Met by workers.
   blob_missing: 422,
@@ -49,6 +65,7 @@ export const BAD_DATA_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'image_undecodable',
   'unsupported_image_format',
   'image_too_many_pixels',
+  'image_aspect_ratio',
   'unknown_profile',
   'profile_not_allowed',
   'prompt_empty',
