@@ -66,7 +66,8 @@ describe('intake API', () => {
       ['unsupported media type', () => api.post('/v1/jobs', 'prompt=q', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type'],
       [
         'image over the byte limit (base64)',
-        async () => api.post('/v1/jobs', { prompt: 'q', image: (await noisyPng(300_000)).toString('base64') }),
+        // Just over the image limit: a body much larger than any job's is refused as request_too_large first.
+        async () => api.post('/v1/jobs', { prompt: 'q', image: (await noisyPng(215_000)).toString('base64') }),
         413,
         'image_too_large',
       ],
@@ -192,7 +193,9 @@ describe('intake API', () => {
       expect((await api.get(path)).status, path).toBe(200);
       expect((await client(p.url, p.adminKey).get(path)).status, path).toBe(200);
     }
-    expect((await api.get('/v1/jobs/mod_doesnotexist')).status).toBe(404);
+    expect((await api.get(`/v1/jobs/mod_${'0'.repeat(24)}`)).status).toBe(404);
+    // Not an id at all: refused before any Redis call.
+    expect((await api.get('/v1/jobs/mod_doesnotexist')).body.error.code).toBe('invalid_id');
   });
 
   it('batch verdicts are cursor-paginated in submission order; counts by status', async () => {

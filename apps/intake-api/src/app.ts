@@ -7,13 +7,17 @@ import type { LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ModerationError, openApiComponentSchemas } from '@libs/contracts';
 import { StageDispatcher } from '@libs/queue';
-import { authenticate } from './auth';
+import { requireAdmin } from './auth';
+import { intakeBodyLimits } from './body-limits';
 import { intakeConfigFromEnv } from './config';
 import { ErrorFilter, renderError } from './error.filter';
 import { IntakeModule } from './intake.module';
+import { jsonDepthExceeds } from './json-depth';
 import { IntakeMetrics } from './metrics';
 
 export const ADMIN_DASHBOARD_PATH = '/admin/queues';
@@ -23,53 +27,94 @@ export interface IntakeAppOptions {
   logger?: LoggerService | LogLevel[] | false;
 }
 
-function sendError(reply: FastifyReply, err: unknown, metrics?: IntakeMetrics): void {
+function sendError(reply: FastifyReply, err: unknown, metrics?: IntakeMetrics, basicRealm?: string): void {
   const rendered = renderError(err);
   metrics?.rejected.inc({ code: rendered.body.error.code });
   if (rendered.retryAfter) reply.header('Retry-After', String(rendered.retryAfter));
-  if (rendered.status === 401 && reply.request.url.startsWith(ADMIN_DASHBOARD_PATH)) {
-    reply.header('WWW-Authenticate', 'Basic realm="queues"');
+  if (rendered.status === 401 && basicRealm) reply.header('WWW-Authenticate', `Basic realm="${basicRealm}"`);
+  reply.type('application/json; charset=utf-8').status(rendered.status).send(rendered.body);
+}
+
+/** Node's own answers to requests it cannot parse (fastify's `clientErrorHandler`), in the API's error shape. */
+function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'request_timeout', 'the request was not received in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'headers_too_large', 'the request headers are over the size limit']
+        : [400, 'invalid_request', 'malformed HTTP request'];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   }
-  reply.status(rendered.status).send(rendered.body);
+  socket.destroy(err);
 }
 
 /** Builds the intake API (not listening yet): used by main.ts, the demo and the end-to-end tests. */
 export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<NestFastifyApplication> {
   const env = options.env ?? process.env;
   const config = intakeConfigFromEnv(env);
+  const { limits } = config;
+  const bodyLimits = intakeBodyLimits(limits);
+  let metrics: IntakeMetrics | undefined;
   const app = await NestFactory.create<NestFastifyApplication>(
     IntakeModule.register(env, config),
-    new FastifyAdapter({ bodyLimit: config.limits.maxRequestBytes, trustProxy: true }),
+    new FastifyAdapter({
+      bodyLimit: limits.maxRequestBytes,
+      trustProxy: true,
+      // Ids are ~40 characters; a longer path parameter is refused (as invalid_id) before routing.
+      maxParamLength: 128,
+      // Router errors (a percent-escape that does not decode, an over-long parameter) in the API's error shape.
+      frameworkErrors: (err: Error, _req: FastifyRequest, reply: FastifyReply) => sendError(reply, err, metrics),
+      clientErrorHandler,
+    }),
     { logger: options.logger ?? ['error', 'warn', 'log'] },
   );
-  const metrics = app.get(IntakeMetrics);
+  metrics = app.get(IntakeMetrics);
   const fastify = app.getHttpAdapter().getInstance();
 
-  await app.register(fastifyMultipart as never, { limits: { fileSize: config.limits.maxImageBytes } });
+  // Body limits that follow from the item limits (a job body is one item, a batch body maxBatchItems items), so a
+  // long prompt is refused by its size, from Content-Length or while streaming, before a byte of it is parsed.
+  fastify.addHook('onRoute', (route) => {
+    const methods = [route.method].flat();
+    if (!methods.includes('POST')) return;
+    if (route.url === '/v1/jobs') route.bodyLimit = bodyLimits.job;
+    if (route.url === '/v1/batches') route.bodyLimit = bodyLimits.batch;
+  });
 
-  // Oversized bodies are refused from Content-Length before a byte is read.
+  // JSON bodies: depth is checked on the text, without recursion, before anything parses or walks it; the parse
+  // itself is fastify's (prototype-poisoning protection included).
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  app.useBodyParser('application/json', { bodyLimit: limits.maxRequestBytes }, (req, body, done) => {
+    const text = body.toString('utf8');
+    if (jsonDepthExceeds(text, limits.maxJsonDepth)) {
+      done(new ModerationError('json_too_deep', `the JSON body is nested deeper than ${limits.maxJsonDepth} levels`, { limit: limits.maxJsonDepth }), undefined);
+      return;
+    }
+    parseJson(req as never, text, done);
+  });
+
+  await app.register(fastifyMultipart as never, { limits: { fileSize: limits.maxImageBytes } });
+
+  // Oversized bodies are refused from Content-Length before a byte is read (multipart too, which fastify does not read).
   fastify.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const length = Number(req.headers['content-length'] ?? 0);
-    if (length > config.limits.maxRequestBytes) {
-      sendError(reply, new ModerationError('request_too_large', `request is ${length} bytes; the limit is ${config.limits.maxRequestBytes}`), metrics);
+    const limit = req.routeOptions?.bodyLimit ?? limits.maxRequestBytes;
+    if (length > limit) {
+      sendError(reply, new ModerationError('request_too_large', `request is ${length} bytes; the limit is ${limit}`, { limit }), metrics);
       return reply;
-    }
-    if (req.url.startsWith(ADMIN_DASHBOARD_PATH)) {
-      try {
-        if (!authenticate(config, req.headers).admin) throw new ModerationError('forbidden', 'the queue dashboard needs the admin key');
-      } catch (err) {
-        sendError(reply, err, metrics);
-        return reply;
-      }
     }
   });
   fastify.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     const route = req.routeOptions?.url ?? 'unmatched';
-    metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    metrics!.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    metrics!.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
   // Nest routes fastify's own errors (body parsing, multipart limits) through this filter too, so every error has one shape.
-  app.useGlobalFilters(new ErrorFilter((code) => metrics.rejected.inc({ code })));
+  app.useGlobalFilters(new ErrorFilter((code) => metrics!.rejected.inc({ code })));
 
   const document = SwaggerModule.createDocument(
     app,
@@ -83,10 +128,23 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   document.components = { ...document.components, schemas: { ...(document.components?.schemas ?? {}), ...(openApiComponentSchemas() as Record<string, object>) } };
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
 
+  // The dashboard lives in its own encapsulated plugin whose onRequest hook checks the admin key: the hook runs for
+  // every request the router matched to one of the dashboard's routes, whatever spelling of the path got it there
+  // (percent-escapes, which the router decodes), and for no other.
   const board = new BullBoardFastifyAdapter();
   board.setBasePath(ADMIN_DASHBOARD_PATH);
   createBullBoard({ queues: app.get(StageDispatcher).all().map((q) => new BullMQAdapter(q)), serverAdapter: board as never });
-  await app.register(board.registerPlugin() as never, { prefix: ADMIN_DASHBOARD_PATH });
+  await app.register(async (dashboard: FastifyInstance) => {
+    dashboard.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        requireAdmin(config, req.headers, 'the queue dashboard');
+      } catch (err) {
+        sendError(reply, err, metrics, 'queues');
+        return reply;
+      }
+    });
+    await dashboard.register(board.registerPlugin() as never, { prefix: ADMIN_DASHBOARD_PATH });
+  });
 
   await app.init();
   return app;

@@ -21,7 +21,10 @@ export function presentedKey(headers: Record<string, string | string[] | undefin
   if (/^bearer$/i.test(scheme) && value) return value.trim();
   if (/^basic$/i.test(scheme) && value) {
     const decoded = Buffer.from(value, 'base64').toString('utf8');
-    return decoded.slice(decoded.indexOf(':') + 1) || undefined;
+    const colon = decoded.indexOf(':');
+    // user:password, the key being the password; without the colon there is no password to take.
+    if (colon < 0) throw new ModerationError('unauthorized', 'Basic credentials must be user:key (the API key is the password)');
+    return decoded.slice(colon + 1) || undefined;
   }
   return undefined;
 }
@@ -34,6 +37,13 @@ export function authenticate(config: IntakeConfig, headers: Record<string, strin
   const tenant = config.tenantKeys.get(hash);
   if (!tenant) throw new ModerationError('unauthorized', 'unknown API key');
   return { tenant, admin: false };
+}
+
+/** Operations surfaces (queue dashboard, metrics when METRICS_AUTH=admin): 401 without a key, 403 with a tenant's. */
+export function requireAdmin(config: IntakeConfig, headers: Record<string, string | string[] | undefined>, what: string): Principal {
+  const principal = authenticate(config, headers);
+  if (!principal.admin) throw new ModerationError('forbidden', `${what} needs the admin key`);
+  return principal;
 }
 
 const PUBLIC = 'intake:public';

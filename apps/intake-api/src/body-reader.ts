@@ -1,23 +1,33 @@
 import type { FastifyRequest } from 'fastify';
 import { ModerationError, type Limits } from '@libs/contracts';
+import { intakeBodyLimits } from './body-limits';
 import type { IntakeItem } from './intake.service';
+import { jsonDepthExceeds, valueDepthExceeds } from './json-depth';
 
-/** Base64 or data: URL to bytes; the size is checked from the text length before anything is decoded. */
+/** Base64 or data: URL to bytes; the size is checked from the text length before anything is decoded or copied. */
 export function decodeBase64Image(value: unknown, limits: Limits, index: number): Uint8Array | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value !== 'string') throw new ModerationError('invalid_request', 'image must be a base64 string', { item: index });
+  const tooLarge = () =>
+    new ModerationError('image_too_large', `image is over the limit of ${limits.maxImageBytes} bytes`, { item: index, limit: limits.maxImageBytes });
+  // Line breaks may add a few percent; a text much longer than the base64 of the limit is refused without the copy.
+  if (value.length > Math.ceil(limits.maxImageBytes / 3) * 4 * 1.1 + 256) throw tooLarge();
   const body = value.startsWith('data:') ? value.slice(value.indexOf(',') + 1) : value;
   const compact = body.replace(/\s+/g, '');
-  if (Math.floor((compact.length * 3) / 4) - 2 > limits.maxImageBytes) {
-    throw new ModerationError('image_too_large', `image is over the limit of ${limits.maxImageBytes} bytes`, { item: index, limit: limits.maxImageBytes });
-  }
+  if (Math.floor((compact.length * 3) / 4) - 2 > limits.maxImageBytes) throw tooLarge();
   if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(compact)) throw new ModerationError('invalid_request', 'image is not valid base64', { item: index });
   const bytes = Buffer.from(compact, 'base64');
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function parseJsonField(name: string, raw: string | undefined): unknown {
+function tooDeep(limits: Limits, what: string): ModerationError {
+  return new ModerationError('json_too_deep', `${what} is nested deeper than ${limits.maxJsonDepth} levels`, { limit: limits.maxJsonDepth });
+}
+
+/** Depth is checked on the text, without recursion, before JSON.parse builds anything. */
+function parseJsonField(name: string, raw: string | undefined, limits: Limits): unknown {
   if (raw === undefined) return undefined;
+  if (jsonDepthExceeds(raw, limits.maxJsonDepth)) throw tooDeep(limits, `field ${name}`);
   try {
     return JSON.parse(raw);
   } catch {
@@ -30,27 +40,69 @@ interface MultipartForm {
   files: { field: string; bytes: Uint8Array }[];
 }
 
-/** Reads every part, holding the whole request to the request-size limit and each file to the image-size limit. */
-async function readMultipart(req: FastifyRequest, limits: Limits, maxFiles: number): Promise<MultipartForm> {
+interface MultipartBounds {
+  maxFiles: number;
+  /** The whole body. */
+  maxBytes: number;
+  /** One text field. */
+  maxFieldBytes: number;
+  tooManyFiles: () => ModerationError;
+}
+
+/** A text field cut short by the field-size limit: name the limit the client hit. */
+function fieldTooLong(name: string, bounds: MultipartBounds, limits: Limits): ModerationError {
+  if (name === 'prompt') return new ModerationError('prompt_too_long', `prompt is limited to ${limits.maxPromptChars} characters`, { limit: limits.maxPromptChars });
+  if (name === 'answer') return new ModerationError('answer_too_long', `answer is limited to ${limits.maxAnswerChars} characters`, { limit: limits.maxAnswerChars });
+  if (name === 'metadata') return new ModerationError('metadata_too_large', `metadata is limited to ${limits.maxMetadataBytes} bytes of JSON`, { limit: limits.maxMetadataBytes });
+  return new ModerationError('request_too_large', `field ${name} is over the limit of ${bounds.maxFieldBytes} bytes`, { limit: bounds.maxFieldBytes });
+}
+
+/** Errors of @fastify/multipart and busboy: limits keep their fastify code (the error filter maps it), the rest is bad input. */
+function multipartError(err: unknown, bounds: MultipartBounds): unknown {
+  if (err instanceof ModerationError) return err;
+  const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+  if (e?.code === 'FST_FILES_LIMIT') return bounds.tooManyFiles();
+  if (typeof e?.code === 'string' && e.code.startsWith('FST_')) return err;
+  // busboy: "Multipart: Boundary not found", "Malformed part header", "Unexpected end of form", ...
+  return new ModerationError('invalid_request', `malformed multipart/form-data body: ${String(e?.message ?? err).slice(0, 200)}`);
+}
+
+/** Reads every part, holding the whole request, each text field and each file to their limits. */
+async function readMultipart(req: FastifyRequest, limits: Limits, bounds: MultipartBounds): Promise<MultipartForm> {
   const fields = new Map<string, string>();
   const files: MultipartForm['files'] = [];
   let total = 0;
-  const parts = req.parts({
-    limits: { fileSize: limits.maxImageBytes, files: maxFiles, fieldSize: limits.maxRequestBytes, parts: maxFiles * 8 + 16 },
-  });
-  for await (const part of parts) {
-    if (part.type === 'file') {
-      const bytes = await part.toBuffer();
-      total += bytes.byteLength;
-      files.push({ field: part.fieldname, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
-    } else {
-      const value = String(part.value ?? '');
-      total += Buffer.byteLength(value);
-      fields.set(part.fieldname, value);
+  try {
+    const parts = req.parts({
+      limits: { fileSize: limits.maxImageBytes, files: bounds.maxFiles, fieldSize: bounds.maxFieldBytes, parts: bounds.maxFiles * 8 + 16 },
+    });
+    for await (const part of parts) {
+      if (part.type === 'file') {
+        const bytes = await part.toBuffer();
+        total += bytes.byteLength;
+        files.push({ field: part.fieldname, bytes: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
+      } else {
+        if (part.valueTruncated) {
+          // What arrived of a JSON field may already show it is too deep: that is the limit to name.
+          if (typeof part.value === 'string' && jsonDepthExceeds(part.value, limits.maxJsonDepth)) throw tooDeep(limits, `field ${part.fieldname}`);
+          throw fieldTooLong(part.fieldname, bounds, limits);
+        }
+        let value: string;
+        if (typeof part.value === 'string') value = part.value;
+        else {
+          // A part sent as application/json arrives parsed: check its depth before serialising it back.
+          if (valueDepthExceeds(part.value, limits.maxJsonDepth)) throw tooDeep(limits, `field ${part.fieldname}`);
+          value = JSON.stringify(part.value ?? null);
+        }
+        total += Buffer.byteLength(value);
+        fields.set(part.fieldname, value);
+      }
+      if (total > bounds.maxBytes) {
+        throw new ModerationError('request_too_large', `request is over the limit of ${bounds.maxBytes} bytes`, { limit: bounds.maxBytes });
+      }
     }
-    if (total > limits.maxRequestBytes) {
-      throw new ModerationError('request_too_large', `request is over the limit of ${limits.maxRequestBytes} bytes`, { limit: limits.maxRequestBytes });
-    }
+  } catch (err) {
+    throw multipartError(err, bounds);
   }
   return { fields, files };
 }
@@ -71,13 +123,18 @@ function objectBody(body: unknown): Record<string, unknown> {
 /** One job from JSON (`image` as base64) or multipart (fields prompt, answer, profile, metadata; file `image`). */
 export async function readJob(req: FastifyRequest, limits: Limits): Promise<IntakeItem> {
   if (req.isMultipart()) {
-    const form = await readMultipart(req, limits, 2);
-    if (form.files.length > 1) throw new ModerationError('invalid_request', 'a job takes one image; use /v1/batches for several');
+    const body = intakeBodyLimits(limits);
+    const form = await readMultipart(req, limits, {
+      maxFiles: 1,
+      maxBytes: body.job,
+      maxFieldBytes: body.jobField,
+      tooManyFiles: () => new ModerationError('too_many_files', 'a job takes one image; use /v1/batches for several', { limit: 1 }),
+    });
     return {
       prompt: form.fields.get('prompt'),
       answer: form.fields.get('answer'),
       profile: form.fields.get('profile'),
-      metadata: parseJsonField('metadata', form.fields.get('metadata')),
+      metadata: parseJsonField('metadata', form.fields.get('metadata'), limits),
       image: form.files[0]?.bytes,
     };
   }
@@ -92,8 +149,15 @@ export async function readJob(req: FastifyRequest, limits: Limits): Promise<Inta
  */
 export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ items: IntakeItem[]; metadata: unknown }> {
   if (req.isMultipart()) {
-    const form = await readMultipart(req, limits, limits.maxBatchItems + 1);
-    const rawItems = parseJsonField('items', form.fields.get('items'));
+    const body = intakeBodyLimits(limits);
+    const form = await readMultipart(req, limits, {
+      maxFiles: limits.maxBatchItems,
+      maxBytes: body.batch,
+      maxFieldBytes: body.batchField,
+      tooManyFiles: () =>
+        new ModerationError('too_many_files', `a batch takes at most ${limits.maxBatchItems} files, one per item`, { limit: limits.maxBatchItems }),
+    });
+    const rawItems = parseJsonField('items', form.fields.get('items'), limits);
     if (!Array.isArray(rawItems)) throw new ModerationError('invalid_request', 'multipart batches need a field "items" holding a JSON array');
     if (rawItems.length > limits.maxBatchItems) {
       throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, { limit: limits.maxBatchItems });
@@ -114,7 +178,7 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
       }
       return { prompt: item.prompt, answer: item.answer, profile: item.profile, metadata: item.metadata, image };
     });
-    return { items, metadata: parseJsonField('metadata', form.fields.get('metadata')) };
+    return { items, metadata: parseJsonField('metadata', form.fields.get('metadata'), limits) };
   }
   requireJson(req);
   const body = req.body;

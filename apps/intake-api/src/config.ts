@@ -14,7 +14,16 @@ export const INTAKE_ENV = {
   policy: 'ETA_POLICY',
   profiles: 'REVISION_PROFILES',
   decodeCheck: 'INTAKE_DECODE_CHECK',
+  metricsAuth: 'METRICS_AUTH',
 } as const;
+
+/**
+ * Who may read `/metrics`: `public` (the default: Prometheus scrapes pods by annotation without credentials, and the
+ * figures carry route templates, error codes and queue counts, no tenant, id or prompt) or `admin` (the admin key, as
+ * a Bearer token in the scrape config), for deployments where the API port is reachable from outside the cluster.
+ */
+export const METRICS_AUTH_MODES = ['public', 'admin'] as const;
+export type MetricsAuth = (typeof METRICS_AUTH_MODES)[number];
 
 export const DEFAULT_INTAKE_PORT = 3000;
 
@@ -30,6 +39,7 @@ export interface IntakeConfig {
   profiles: ProfileCatalog;
   /** Decode every image fully at the door (catches truncated files) rather than trusting the header. */
   decodeCheck: boolean;
+  metricsAuth: MetricsAuth;
 }
 
 export const INTAKE_CONFIG = Symbol('INTAKE_CONFIG');
@@ -80,5 +90,14 @@ export function intakeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Intak
     policy: PolicySchema.parse(env[INTAKE_ENV.policy] || 'both'),
     profiles: ProfileCatalog.fromEnv(env),
     decodeCheck: env[INTAKE_ENV.decodeCheck] !== 'false',
+    metricsAuth: metricsAuthFromEnv(env[INTAKE_ENV.metricsAuth]),
   };
+}
+
+function metricsAuthFromEnv(raw: string | undefined): MetricsAuth {
+  const value = (raw || 'public').trim().toLowerCase();
+  if (!(METRICS_AUTH_MODES as readonly string[]).includes(value)) {
+    throw new Error(`${INTAKE_ENV.metricsAuth} must be one of ${METRICS_AUTH_MODES.join(', ')}, got "${raw}"`);
+  }
+  return value as MetricsAuth;
 }

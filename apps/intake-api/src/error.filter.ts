@@ -7,22 +7,38 @@ const BY_STATUS: Record<number, ErrorCode> = {
   401: 'unauthorized',
   403: 'forbidden',
   404: 'not_found',
+  408: 'request_timeout',
   413: 'request_too_large',
+  414: 'invalid_request',
   415: 'unsupported_media_type',
+  431: 'headers_too_large',
   429: 'backlog_full',
   503: 'redis_unavailable',
 };
 
-/** Errors from fastify's body parsing and @fastify/multipart, by their `code`. */
+/** Errors from fastify's router and body parsing and from @fastify/multipart, by their `code`. */
 const BY_FASTIFY_CODE: Record<string, ErrorCode> = {
+  FST_ERR_BAD_URL: 'invalid_request',
+  // Every path parameter of this API is an id, and no id is that long.
+  FST_ERR_MAX_PARAM_LENGTH: 'invalid_id',
   FST_ERR_CTP_BODY_TOO_LARGE: 'request_too_large',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'invalid_request',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_request',
   FST_REQ_FILE_TOO_LARGE: 'image_too_large',
-  FST_FILES_LIMIT: 'batch_too_large',
+  FST_FILES_LIMIT: 'too_many_files',
   FST_PARTS_LIMIT: 'request_too_large',
   FST_FIELDS_LIMIT: 'request_too_large',
+  FST_PROTO_VIOLATION: 'invalid_request',
+  FST_INVALID_JSON_FIELD_ERROR: 'invalid_request',
+  FST_MP_PREMATURE_CLOSE: 'invalid_request',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_request',
   FST_INVALID_MULTIPART_CONTENT_TYPE: 'unsupported_media_type',
+};
+
+const FASTIFY_MESSAGES: Record<string, string> = {
+  FST_ERR_BAD_URL: 'the URL is not valid (a percent-escape does not decode)',
+  FST_ERR_MAX_PARAM_LENGTH: 'a path parameter is longer than any id',
 };
 
 export interface RenderedError {
@@ -40,7 +56,7 @@ export function renderError(err: unknown): RenderedError {
   if (e && typeof e.code === 'string' && BY_FASTIFY_CODE[e.code]) {
     const code = BY_FASTIFY_CODE[e.code];
     const probe = new ModerationError(code, '');
-    return { status: probe.status, body: { error: { code, message: e.message ?? code } } };
+    return { status: probe.status, body: { error: { code, message: FASTIFY_MESSAGES[e.code] ?? e.message ?? code } } };
   }
   if (err instanceof HttpException) {
     const status = err.getStatus();
@@ -71,6 +87,7 @@ export class ErrorFilter implements ExceptionFilter {
     if (rendered.status >= 500) this.logger.error(exception instanceof Error ? exception.stack : String(exception));
     this.onRejected?.(rendered.body.error.code);
     if (rendered.retryAfter) reply.header('Retry-After', String(rendered.retryAfter));
-    reply.status(rendered.status).send(rendered.body);
+    // A handler's own @Header('Content-Type') (e.g. /metrics' text/plain) must not stick to its error body.
+    reply.type('application/json; charset=utf-8').status(rendered.status).send(rendered.body);
   }
 }

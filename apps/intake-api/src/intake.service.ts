@@ -14,6 +14,8 @@ import { entryStage, StageDispatcher } from '@libs/queue';
 import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BlobStore, type VerdictStore } from '@libs/storage';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { inspectImage } from './image-inspector';
+import { valueDepthExceeds } from './json-depth';
+import { codePointsOver, isInvisible, isWellFormed } from './text-checks';
 import { IntakeMetrics } from './metrics';
 
 /** One item as parsed from JSON or multipart, image already decoded from base64 or read from its part. */
@@ -188,6 +190,10 @@ export class IntakeService {
     if (metadata === undefined || metadata === null) return null;
     const at = index >= 0 ? { item: index } : {};
     if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new ModerationError('invalid_request', 'metadata must be a JSON object', at);
+    // Before JSON.stringify, which recurses: metadata thousands of levels deep would overflow the stack.
+    if (valueDepthExceeds(metadata, this.config.limits.maxJsonDepth)) {
+      throw new ModerationError('json_too_deep', `metadata is nested deeper than ${this.config.limits.maxJsonDepth} levels`, { ...at, limit: this.config.limits.maxJsonDepth });
+    }
     if (Buffer.byteLength(JSON.stringify(metadata)) > this.config.limits.maxMetadataBytes) {
       throw new ModerationError('metadata_too_large', `metadata is limited to ${this.config.limits.maxMetadataBytes} bytes of JSON`, at);
     }
@@ -207,14 +213,20 @@ export class IntakeService {
     };
     if (item.prompt !== undefined && typeof item.prompt !== 'string') throw new ModerationError('invalid_request', 'prompt must be a string', at);
     const prompt = (item.prompt as string | undefined) ?? '';
-    if (prompt.trim().length === 0) throw new ModerationError('prompt_empty', 'prompt must not be empty', at);
-    if ([...prompt].length > limits.maxPromptChars) {
+    // Length first, by UTF-16 units where that decides (no per-character work on a long string), then the content.
+    if (codePointsOver(prompt, limits.maxPromptChars)) {
       throw new ModerationError('prompt_too_long', `prompt is limited to ${limits.maxPromptChars} characters`, { ...at, limit: limits.maxPromptChars });
     }
+    if (!isWellFormed(prompt)) throw new ModerationError('text_invalid_unicode', 'prompt holds a lone UTF-16 surrogate', { ...at, field: 'prompt' });
+    if (prompt.trim().length === 0) throw new ModerationError('prompt_empty', 'prompt must not be empty', at);
+    if (isInvisible(prompt)) throw new ModerationError('prompt_invisible', 'prompt holds no visible character (only zero-width, control or format characters)', at);
     if (item.answer !== undefined && typeof item.answer !== 'string') throw new ModerationError('invalid_request', 'answer must be a string', at);
     const answer = item.answer as string | undefined;
-    if (answer !== undefined && [...answer].length > limits.maxAnswerChars) {
+    if (answer !== undefined && codePointsOver(answer, limits.maxAnswerChars)) {
       throw new ModerationError('answer_too_long', `answer is limited to ${limits.maxAnswerChars} characters`, { ...at, limit: limits.maxAnswerChars });
+    }
+    if (answer !== undefined && !isWellFormed(answer)) {
+      throw new ModerationError('text_invalid_unicode', 'answer holds a lone UTF-16 surrogate', { ...at, field: 'answer' });
     }
     if (item.profile !== undefined && typeof item.profile !== 'string') throw new ModerationError('invalid_request', 'profile must be a string', at);
     const profile = (item.profile as string | undefined) || 'none';

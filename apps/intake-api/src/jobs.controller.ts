@@ -6,10 +6,11 @@ import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
 import { canRead, CurrentPrincipal, tenantOf, type Principal } from './auth';
 import { readBatch, readJob } from './body-reader';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
+import { checkId } from './ids';
 import { IntakeService } from './intake.service';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const errors = [400, 401, 404, 409, 413, 415, 422, 429].map((status) => ApiResponse({ status, description: 'error', schema: ref('ApiError') }));
+const errors = [400, 401, 403, 404, 409, 413, 415, 422, 429].map((status) => ApiResponse({ status, description: 'error', schema: ref('ApiError') }));
 const idempotencyHeader = ApiHeader({
   name: 'Idempotency-Key',
   required: false,
@@ -54,7 +55,7 @@ export class JobsController {
   @ApiResponse({ status: 200, schema: ref('Verdict') })
   @ApiResponse({ status: 404, schema: ref('ApiError') })
   async getJob(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<Verdict> {
-    const stored = await this.verdicts.get(id);
+    const stored = await this.verdicts.get(checkId('job', id));
     if (!stored || !canRead(principal, stored.tenant)) throw new ModerationError('not_found', `no job ${id}`);
     return stored.verdict;
   }
@@ -80,7 +81,7 @@ export class JobsController {
   @ApiResponse({ status: 200, schema: ref('BatchStatus') })
   @ApiResponse({ status: 404, schema: ref('ApiError') })
   async getBatch(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<BatchStatus> {
-    const batch = await this.verdicts.batch(id);
+    const batch = await this.verdicts.batch(checkId('batch', id));
     if (!batch || !canRead(principal, batch.tenant)) throw new ModerationError('not_found', `no batch ${id}`);
     return {
       id,
@@ -104,7 +105,7 @@ export class JobsController {
     @Query('cursor') cursor?: string,
     @Query('limit') limit?: string,
   ): Promise<VerdictPage> {
-    const batch = await this.verdicts.batch(id);
+    const batch = await this.verdicts.batch(checkId('batch', id));
     if (!batch || !canRead(principal, batch.tenant)) throw new ModerationError('not_found', `no batch ${id}`);
     const size = limit === undefined ? 100 : Number(limit);
     if (!Number.isInteger(size) || size < 1 || size > 1000) throw new ModerationError('invalid_request', 'limit must be 1..1000');

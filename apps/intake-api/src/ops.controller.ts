@@ -1,9 +1,10 @@
-import { Controller, Get, Header, Inject, Res } from '@nestjs/common';
+import { Controller, Get, Header, Inject, Req, Res } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { STORAGE_REDIS } from '@libs/storage';
-import { Public } from './auth';
+import { Public, requireAdmin } from './auth';
+import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { IntakeMetrics } from './metrics';
 
 @ApiTags('operations')
@@ -13,6 +14,7 @@ export class OpsController {
   constructor(
     @Inject(STORAGE_REDIS) private readonly redis: Redis,
     private readonly metrics: IntakeMetrics,
+    @Inject(INTAKE_CONFIG) private readonly config: IntakeConfig,
   ) {}
 
   @Get('healthz')
@@ -38,7 +40,9 @@ export class OpsController {
   @Get('metrics')
   @ApiExcludeEndpoint()
   @Header('Content-Type', 'text/plain; version=0.0.4')
-  async prometheus(): Promise<string> {
+  async prometheus(@Req() req: FastifyRequest): Promise<string> {
+    // Checked on the matched route, so every spelling of the path that reaches this handler is checked.
+    if (this.config.metricsAuth === 'admin') requireAdmin(this.config, req.headers, 'metrics');
     return this.metrics.registry.metrics();
   }
 }

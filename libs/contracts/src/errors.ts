@@ -10,6 +10,10 @@ export const ERROR_CODES = {
   // Request shape and limits.
   invalid_request: 400,
   request_too_large: 413,
+  /** The request's headers are over the HTTP server's limit (Node's --max-http-header-size). */
+  headers_too_large: 431,
+  /** The client did not send the whole request in time. */
+  request_timeout: 408,
   unsupported_media_type: 415,
   prompt_empty: 400,
   prompt_too_long: 400,
