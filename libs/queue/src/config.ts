@@ -72,18 +72,31 @@ export function stageJobOptions(stage: Stage, env: NodeJS.ProcessEnv = process.e
 export const LONGEST_JOB_SECONDS: Readonly<Record<Stage, number>> = { generate: 600, evaluate: 120, align: 900 };
 
 /**
- * Worker settings. The VLM runs in a worker thread, so the event loop renews locks while a GPU job runs;
- * lockDuration only has to ride out GC pauses and driver hiccups, and a short one lets a crashed pod's job
- * be picked up again within about a minute. maxStalledCount 2 tolerates a scale-in or eviction killing the
- * same job twice before it is failed.
+ * Worker settings, sized so that a SIGKILLed or lost worker's job is running again within 30 s, without false
+ * stalls. BullMQ renews a running job's lock every lockRenewTime (we renew at a fifth of lockDuration, so the lock
+ * outlives an event loop blocked for up to 4/5 of it); a job whose lock is gone when the stall checker passes
+ * (every stalledInterval, in whichever worker gets there first) goes back to wait and an idle worker takes it at
+ * once. So a kill is recovered within lockDuration + stalledInterval: 15 + 5 = 20 s for the GPU stages (a 12 s
+ * blocked loop still keeps the lock).
+ *
+ * What blocks the event loop is what decides the lock. The VLM runs on a worker thread (libs/vlm's engine), so
+ * a generation of any length renews its lock; what is left on the main thread is GC and, in the aligner, the
+ * CLIP and reward scoring of each round's candidates (onnxruntime-node's `run` is synchronous native code on the
+ * calling thread: milliseconds with the shipped packs and on a GPU). The evaluator runs CLIP and the reward model
+ * on its main thread too, so one long synchronous `run` (a large reward model on CPU) stops lock renewal for its
+ * whole length: its lock is 40 s (tolerates a 32 s blocking run) and a kill is recovered within 40 + 10 = 50 s.
+ * Raise WORKER_LOCK_DURATION_MS above 1.25x the longest single model call when packs are heavier than that.
+ * maxStalledCount 2 tolerates a scale-in or eviction killing the same job twice before it is failed.
  */
 export function stageWorkerOptions(stage: Stage, env: NodeJS.ProcessEnv = process.env): Partial<WorkerOptions> {
   const gpu = stage !== 'evaluate';
   const stagePrefix = `${stage.toUpperCase()}_`;
+  const lockDuration = num(env, QUEUE_ENV.lockDurationMs, gpu ? 15_000 : 40_000);
   return {
     concurrency: num(env, stagePrefix + QUEUE_ENV.concurrency, num(env, QUEUE_ENV.concurrency, gpu ? 1 : 2)),
-    lockDuration: num(env, QUEUE_ENV.lockDurationMs, gpu ? 120_000 : 60_000),
-    stalledInterval: num(env, QUEUE_ENV.stalledIntervalMs, gpu ? 60_000 : 30_000),
+    lockDuration,
+    lockRenewTime: Math.max(1, Math.floor(lockDuration / 5)),
+    stalledInterval: num(env, QUEUE_ENV.stalledIntervalMs, gpu ? 5_000 : 10_000),
     maxStalledCount: num(env, QUEUE_ENV.maxStalledCount, 2),
   };
 }

@@ -1,0 +1,161 @@
+/**
+ * Real processes for the crash, recovery, chaos and fuzz suites: each role as its own child
+ * (`node -r @swc-node/register apps/<role>/src/main.ts`), and a private redis-server with AOF that can be
+ * `kill -9`ed and restarted on the same port and directory. Everything listens on loopback only.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { redisOptions } from '@libs/queue';
+import { freePort } from '../../apps/modctl/src/commands/demo';
+
+export const ROOT = join(__dirname, '..', '..');
+
+export type WorkerRoleName = 'generator' | 'evaluator' | 'aligner';
+export type RoleName = WorkerRoleName | 'intake-api';
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: number;
+}
+
+export interface RoleProcess {
+  role: RoleName;
+  child: ChildProcess;
+  pid: number;
+  startedAt: number;
+  /** The last 64 KB of stdout and stderr together. */
+  output(): string;
+  exited: Promise<Exit>;
+  alive(): boolean;
+  /** Resolves once the role logged that it is ready (workers) or listening (intake). */
+  ready(timeoutMs?: number): Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<Exit>;
+}
+
+const READY: Record<RoleName, RegExp> = {
+  generator: /generator ready/,
+  evaluator: /evaluator ready/,
+  aligner: /aligner ready/,
+  'intake-api': /listening on/,
+};
+
+export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv): RoleProcess {
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', `apps/${role}/src/main.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const append = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 128 * 1024) out = out.slice(-64 * 1024);
+  };
+  child.stdout!.on('data', append);
+  child.stderr!.on('data', append);
+  let exit: Exit | undefined;
+  const exited = new Promise<Exit>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exit = { code, signal, at: Date.now() };
+      resolve(exit);
+    }),
+  );
+  const proc: RoleProcess = {
+    role,
+    child,
+    pid: child.pid!,
+    startedAt: Date.now(),
+    output: () => out,
+    exited,
+    alive: () => exit === undefined,
+    async ready(timeoutMs = 90_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!READY[role].test(out)) {
+        if (exit) throw new Error(`${role} (pid ${proc.pid}) exited before it was ready (${exit.code ?? exit.signal}):\n${out.slice(-4000)}`);
+        if (Date.now() > deadline) throw new Error(`${role} (pid ${proc.pid}) not ready after ${timeoutMs} ms:\n${out.slice(-4000)}`);
+        await sleep(50);
+      }
+    },
+    async kill(signal = 'SIGKILL') {
+      if (exit) return exit;
+      child.kill(signal);
+      return exited;
+    },
+  };
+  return proc;
+}
+
+/** VmHWM (peak resident set) of a process in bytes, from /proc; undefined where /proc is not there. */
+export function peakRssBytes(pid: number): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function redisAnswers(url: string): Promise<boolean> {
+  const redis = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+export interface AofRedis {
+  url: string;
+  port: number;
+  dir: string;
+  pid(): number;
+  /** `kill -9`, then wait for the exit. */
+  kill9(): Promise<void>;
+  /** Starts redis-server again on the same port and directory (it replays the AOF) and waits until it answers. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A private redis-server on a free loopback port with AOF on (`appendfsync` everysec unless told otherwise). */
+export async function startAofRedis(dir: string, options: { fsync?: 'always' | 'everysec' } = {}): Promise<AofRedis> {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  let child: ChildProcess;
+  const launch = async () => {
+    child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', options.fsync ?? 'everysec',
+        '--dir', dir, '--maxmemory-policy', 'noeviction'],
+      { stdio: 'ignore' },
+    );
+    const deadline = Date.now() + 30_000;
+    while (!(await redisAnswers(url))) {
+      if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not answer`);
+      await sleep(50);
+    }
+  };
+  const waitExit = (signal: NodeJS.Signals) =>
+    new Promise<void>((done) => {
+      if (child.exitCode !== null || child.signalCode !== null) return done();
+      child.once('exit', () => done());
+      child.kill(signal);
+    });
+  await launch();
+  return {
+    url,
+    port,
+    dir,
+    pid: () => child.pid!,
+    kill9: () => waitExit('SIGKILL'),
+    restart: launch,
+    stop: () => waitExit('SIGTERM'),
+  };
+}
