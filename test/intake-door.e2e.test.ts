@@ -261,6 +261,41 @@ describe('the door holds', () => {
       expect(Date.now() - started).toBeLessThan(3000);
     });
 
+    it('a chunked body (no Content-Length) is held to the same limit while it streams', async () => {
+      const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+      let sent = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('{"prompt":"'));
+        },
+        pull(controller) {
+          // 64 MiB at most; the server must stop reading long before.
+          if ((sent += chunk.length) > 64 * 1024 * 1024) controller.close();
+          else controller.enqueue(chunk);
+        },
+      });
+      const res = await fetch(`${p.url}/v1/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${p.apiKey}`, 'content-type': 'application/json' },
+        body: stream,
+        duplex: 'half',
+      } as RequestInit).catch((err: Error) => err);
+      // The server may cut the connection once it has answered; either way it stopped reading early.
+      if (res instanceof Error) {
+        expect(sent).toBeLessThan(16 * 1024 * 1024);
+        return;
+      }
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as any).error.code).toBe('request_too_large');
+      expect(sent).toBeLessThan(16 * 1024 * 1024);
+    });
+
+    it('prototype poisoning in a JSON body is still refused (fastify\'s own parser runs after the depth check)', async () => {
+      const res = await api.post('/v1/jobs', '{"prompt":"q","answer":"a","__proto__":{"admin":true}}', { 'content-type': 'application/json' });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    });
+
     it('a long prompt inside an allowed body is refused with prompt_too_long; code points are counted, not UTF-16 units', async () => {
       const long = await api.post('/v1/batches', { items: [{ prompt: 'y'.repeat(400_000) }] });
       expect(long.status, JSON.stringify(long.body).slice(0, 300)).toBe(400);
