@@ -18,6 +18,7 @@ export default defineConfig({
       '@libs/revision': lib('revision'),
       '@libs/safety': lib('safety'),
       '@libs/evaluation': lib('evaluation'),
+      '@libs/imaging': lib('imaging'),
     },
   },
   test: {

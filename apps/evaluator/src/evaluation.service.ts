@@ -24,9 +24,9 @@ export class EvaluationService {
     try {
       result = await this.evaluator.evaluate({ prompt: job.prompt, image, answer: job.answer, policy: job.policy });
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (/unsupported image format|Input buffer|corrupt|decode|premature end/i.test(message)) throw new ModerationError('image_undecodable', message);
-      throw new ModerationError('evaluation_failed', message);
+      // An undecodable image is already a typed ModerationError (bad data, no retry); anything else may pass on a retry.
+      if (err instanceof ModerationError) throw err;
+      throw new ModerationError('evaluation_failed', err instanceof Error ? err.message : String(err));
     }
     return { ...result, ms: Date.now() - started };
   }

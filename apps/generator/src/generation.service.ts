@@ -59,12 +59,12 @@ export async function loadImage(blobs: BlobStore, sha?: string): Promise<Uint8Ar
   return bytes;
 }
 
-/** Decode failures are the input's fault; anything else (out of memory, a dead engine thread) may pass on a retry. */
+/**
+ * Bad data arrives typed: the image decode (@libs/imaging) throws ModerationError('image_undecodable') on any
+ * failure of sharp, and the engine thread hands ModerationErrors back as such. Anything else (out of memory, a
+ * dead engine thread) is a fault that may pass on a retry.
+ */
 export function classifyEngineError(err: unknown, fallback: 'generation_failed' | 'alignment_failed' | 'evaluation_failed'): Error {
   if (err instanceof ModerationError) return err;
-  const message = err instanceof Error ? err.message : String(err);
-  if (/unsupported image format|Input buffer|corrupt|decode|VipsJpeg|pngload|webpload|premature end/i.test(message)) {
-    return new ModerationError('image_undecodable', message);
-  }
-  return new ModerationError(fallback, message);
+  return new ModerationError(fallback, err instanceof Error ? err.message : String(err));
 }

@@ -1,9 +1,25 @@
 import { UnrecoverableError, type Job } from 'bullmq';
 import { ERROR_CODES, ModerationError, type ErrorCode, type VerdictError, type Stage } from '@libs/contracts';
 
-/** Bad data becomes UnrecoverableError so BullMQ skips the retries; the code survives in the message prefix. */
+/**
+ * A stage's bad-data failure: an UnrecoverableError, so BullMQ skips the retries, that carries the error's code
+ * and details as properties (the message is the original one, no code prefix to parse back). The name stays
+ * 'UnrecoverableError' because BullMQ also recognizes unrecoverable errors by name (Job.moveToFailed).
+ */
+export class StageFailure extends UnrecoverableError {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'UnrecoverableError';
+  }
+}
+
+/** Bad data becomes a StageFailure; anything else is thrown as it is, for BullMQ to retry. */
 export function toWorkerError(err: unknown): Error {
-  if (err instanceof ModerationError && !err.retryable) return new UnrecoverableError(`${err.code}: ${err.message}`);
+  if (err instanceof ModerationError && !err.retryable) return new StageFailure(err.code, err.message, err.details);
   return err instanceof Error ? err : new Error(String(err));
 }
 
@@ -18,17 +34,18 @@ export function isFinalFailure(job: Job | undefined, err: Error): boolean {
   return job.attemptsMade >= attempts;
 }
 
-const CODE_PREFIX = /^([a-z_]+): /;
+/** The code an error carries as a property (StageFailure, ModerationError), if it is one the system knows. */
+function codeOf(err: Error): ErrorCode | undefined {
+  const code = err instanceof StageFailure || err instanceof ModerationError ? err.code : undefined;
+  return code && code in ERROR_CODES ? code : undefined;
+}
 
 /** The verdict's error for a job BullMQ gave up on. */
 export function verdictErrorOf(stage: Stage, err: Error, fallback: ErrorCode): VerdictError {
-  const match = CODE_PREFIX.exec(err.message);
-  const code = (match?.[1] ?? (err instanceof ModerationError ? err.code : undefined)) as ErrorCode | undefined;
   const unrecoverable = err instanceof UnrecoverableError || err.name === 'UnrecoverableError';
-  const known = code && code in ERROR_CODES ? code : undefined;
   return {
-    code: known ?? (unrecoverable ? fallback : 'attempts_exhausted'),
-    message: match ? err.message.slice(match[0].length) : err.message,
+    code: codeOf(err) ?? (unrecoverable ? fallback : 'attempts_exhausted'),
+    message: err.message,
     retryable: false,
     stage,
   };

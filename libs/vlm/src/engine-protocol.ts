@@ -20,7 +20,7 @@ export interface EngineCall {
 
 export type EngineReply =
   | { id: number; result: unknown }
-  | { id: number; error: { name: string; message: string; code?: string } }
+  | { id: number; error: { name: string; message: string; code?: string; details?: Record<string, unknown> } }
   | { id: number; token: [index: number, tokenId: number, delta: string] };
 
 export type EngineStartup = { ready: import('./types').ModelInfo } | { startupError: { message: string } };

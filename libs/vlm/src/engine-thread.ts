@@ -29,8 +29,9 @@ async function main(): Promise<void> {
         }
         reply = { id: call.id, result: await target[call.method](...args) };
       } catch (err) {
-        const e = err as Error & { code?: string };
-        reply = { id: call.id, error: { name: e.name, message: e.message, code: e.code } };
+        // Plain data across the thread: name and code let the main side rebuild a typed error (see WorkerVlmEngine).
+        const e = err as Error & { code?: string; details?: Record<string, unknown> };
+        reply = { id: call.id, error: { name: e.name, message: e.message, code: e.code, details: e.details } };
       }
       port.postMessage(reply);
       if (call.method === 'close') port.close();

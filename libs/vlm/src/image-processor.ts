@@ -1,11 +1,7 @@
 import sharp from 'sharp';
+import { decodeLimitsFromEnv, decodeRgb, MAX_RESIZE_EDGE, type DecodeLimits, type RgbImage } from '@libs/imaging';
 
-/** An RGB image as interleaved uint8 pixels (HWC). */
-export interface RgbImage {
-  width: number;
-  height: number;
-  data: Buffer;
-}
+export type { RgbImage } from '@libs/imaging';
 
 /** Pixels ready for a vision encoder: frames of [3, height, width], rescaled and normalized. */
 export interface PixelFrames {
@@ -21,13 +17,15 @@ export interface PixelFrames {
 type Kernel = 'nearest' | 'linear' | 'cubic' | 'lanczos3';
 const KERNELS: Record<number, Kernel> = { 0: 'nearest', 1: 'lanczos3', 2: 'linear', 3: 'cubic', 4: 'linear', 5: 'linear' };
 
-export async function decodeRgb(bytes: Uint8Array): Promise<RgbImage> {
-  const { data, info } = await sharp(bytes).toColourspace('srgb').removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  return { width: info.width, height: info.height, data };
+interface Size {
+  width: number;
+  height: number;
 }
 
 export async function resizeRgb(image: RgbImage, width: number, height: number, resample: number): Promise<RgbImage> {
   if (image.width === width && image.height === height) return image;
+  // The plans below keep every accepted image under this edge; meeting it means a plan is wrong, not the input.
+  if (Math.max(width, height) > MAX_RESIZE_EDGE) throw new Error(`resize to ${width}x${height} is over the ${MAX_RESIZE_EDGE}-pixel edge budget`);
   const data = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(width, height, { fit: 'fill', kernel: KERNELS[resample] ?? 'lanczos3' })
     .raw()
@@ -83,7 +81,10 @@ export class Idefics3ImageProcessor {
   private readonly split: boolean;
   private readonly resample: number;
 
-  constructor(private readonly config: Record<string, any>) {
+  constructor(
+    private readonly config: Record<string, any>,
+    private readonly limits: DecodeLimits = decodeLimitsFromEnv(),
+  ) {
     this.norm = normalization(config);
     this.tileEdge = config.max_image_size?.longest_edge ?? config.size?.longest_edge;
     this.longestEdge = config.size?.longest_edge ?? this.tileEdge;
@@ -92,19 +93,26 @@ export class Idefics3ImageProcessor {
     if (!this.tileEdge) throw new Error('preprocessor_config.json needs max_image_size.longest_edge or size.longest_edge');
   }
 
+  /** The sizes `process` resizes an image of `width` x `height` to. */
+  plan(width: number, height: number): Idefics3Plan {
+    return idefics3ResizePlan(width, height, {
+      longestEdge: this.longestEdge,
+      tileEdge: this.tileEdge,
+      resize: this.config.do_resize !== false,
+      split: this.split,
+    });
+  }
+
   async process(bytes: Uint8Array): Promise<PixelFrames> {
-    let image = await decodeRgb(bytes);
-    if (this.config.do_resize !== false) {
-      const { width, height } = scaleLongestEdge(image.width, image.height, this.longestEdge);
-      image = await resizeRgb(image, width, height, this.resample);
-    }
+    let image = await decodeRgb(bytes, this.limits);
+    const plan = this.plan(image.width, image.height);
+    image = await resizeRgb(image, plan.resized.width, plan.resized.height, this.resample);
     const edge = this.tileEdge;
     const tiles: RgbImage[] = [];
     let rows = 0;
     let cols = 0;
-    if (this.split) {
-      const grid = gridForVisionEncoder(image.width, image.height, edge);
-      image = await resizeRgb(image, grid.width, grid.height, this.resample);
+    if (plan.grid) {
+      image = await resizeRgb(image, plan.grid.width, plan.grid.height, this.resample);
       if (image.width > edge || image.height > edge) {
         rows = Math.ceil(image.height / edge);
         cols = Math.ceil(image.width / edge);
@@ -124,6 +132,32 @@ export class Idefics3ImageProcessor {
   }
 }
 
+export interface Idefics3Plan {
+  /** After the longest-edge resize (the decoded size when `do_resize` is off and nothing needs clamping). */
+  resized: Size;
+  /** The whole-tile grid the image is split on, when splitting. */
+  grid?: Size;
+}
+
+/**
+ * Python's sizes, clamped to MAX_RESIZE_EDGE: the longest-edge resize never goes past it, and the split grid
+ * (which rounds both sides up to whole tiles) starts from at most the largest whole-tile edge under it. Model
+ * sizes sit far below the budget, so only an image the door would refuse, or a pack with `do_resize` off, is
+ * ever clamped.
+ */
+export function idefics3ResizePlan(
+  width: number,
+  height: number,
+  o: { longestEdge: number; tileEdge: number; resize: boolean; split: boolean },
+): Idefics3Plan {
+  let resized = { width, height };
+  if (o.resize) resized = scaleLongestEdge(width, height, Math.min(o.longestEdge, MAX_RESIZE_EDGE));
+  if (!o.split) return { resized };
+  const cap = Math.max(o.tileEdge, Math.floor(MAX_RESIZE_EDGE / o.tileEdge) * o.tileEdge);
+  if (Math.max(resized.width, resized.height) > cap) resized = scaleLongestEdge(resized.width, resized.height, cap);
+  return { resized, grid: gridForVisionEncoder(resized.width, resized.height, o.tileEdge) };
+}
+
 /** Python's `_resize_output_size_rescale_to_max_len`. */
 export function scaleLongestEdge(width: number, height: number, maxLen: number): { width: number; height: number } {
   const aspect = width / height;
@@ -139,24 +173,59 @@ export function scaleLongestEdge(width: number, height: number, maxLen: number):
   return { width: Math.max(width, 1), height: Math.max(height, 1) };
 }
 
-/** Python's `_resize_for_vision_encoder`: both sides up to a multiple of the tile edge, aspect kept. */
+/**
+ * Python's `_resize_for_vision_encoder`: both sides up to a multiple of the tile edge, aspect kept. The short
+ * side is at least one tile: Python's rounds a sliver (under one pixel after the longest-edge resize) to 0.
+ */
 function gridForVisionEncoder(width: number, height: number, edge: number): { width: number; height: number } {
   const aspect = width / height;
   if (width >= height) {
     width = Math.ceil(width / edge) * edge;
-    height = Math.ceil(Math.floor(width / aspect) / edge) * edge;
+    height = Math.max(edge, Math.ceil(Math.floor(width / aspect) / edge) * edge);
   } else {
     height = Math.ceil(height / edge) * edge;
-    width = Math.ceil(Math.floor(height * aspect) / edge) * edge;
+    width = Math.max(edge, Math.ceil(Math.floor(height * aspect) / edge) * edge);
   }
   return { width, height };
+}
+
+export interface ClipPlan {
+  /** The part of the decoded image that is resized; absent: all of it. */
+  region?: { left: number; top: number; width: number; height: number };
+  /** The size the region (or the image) is resized to. */
+  width: number;
+  height: number;
+}
+
+/**
+ * CLIP's shortest-edge resize, clamped to MAX_RESIZE_EDGE. Unclamped, the long edge grows with the aspect ratio
+ * (100000x1 at shortest edge 64 is 6400000x64, 1.2 GB), though the center crop keeps only its middle. So when the
+ * resized long edge would pass the budget, the source is first cut to its central part that resizes to exactly
+ * the budget, at the same scale; the crop then takes the same middle. Within the budget (every normal image)
+ * the sizes are Python's, unchanged.
+ */
+export function clipResizePlan(width: number, height: number, shortest: number): ClipPlan {
+  const scale = shortest / Math.min(width, height);
+  const w = width <= height ? shortest : Math.round(width * scale);
+  const h = height < width ? shortest : Math.round(height * scale);
+  const cap = Math.max(MAX_RESIZE_EDGE, shortest);
+  if (Math.max(w, h) <= cap) return { width: w, height: h };
+  if (w > h) {
+    const part = Math.min(width, Math.max(1, Math.round(cap / scale)));
+    return { region: { left: Math.floor((width - part) / 2), top: 0, width: part, height }, width: cap, height: h };
+  }
+  const part = Math.min(height, Math.max(1, Math.round(cap / scale)));
+  return { region: { left: 0, top: Math.floor((height - part) / 2), width, height: part }, width: w, height: cap };
 }
 
 /** CLIPImageProcessor: resize the shortest edge, center crop, rescale, normalize. */
 export class ClipImageProcessor {
   private readonly norm: Normalization;
 
-  constructor(private readonly config: Record<string, any>) {
+  constructor(
+    private readonly config: Record<string, any>,
+    private readonly limits: DecodeLimits = decodeLimitsFromEnv(),
+  ) {
     this.norm = normalization({ image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711], ...config });
   }
 
@@ -166,14 +235,21 @@ export class ClipImageProcessor {
     return { width: c?.width ?? c?.shortest_edge ?? 224, height: c?.height ?? c?.shortest_edge ?? 224 };
   }
 
+  private get shortestEdge(): number {
+    return typeof this.config.size === 'number' ? this.config.size : this.config.size?.shortest_edge ?? 224;
+  }
+
+  /** The region and size `process` resizes an image of `width` x `height` to (none when `do_resize` is off). */
+  plan(width: number, height: number): ClipPlan | undefined {
+    return this.config.do_resize === false ? undefined : clipResizePlan(width, height, this.shortestEdge);
+  }
+
   async process(bytes: Uint8Array): Promise<Float32Array> {
-    let image = await decodeRgb(bytes);
-    const shortest = typeof this.config.size === 'number' ? this.config.size : this.config.size?.shortest_edge ?? 224;
-    if (this.config.do_resize !== false) {
-      const scale = shortest / Math.min(image.width, image.height);
-      const width = image.width <= image.height ? shortest : Math.round(image.width * scale);
-      const height = image.height < image.width ? shortest : Math.round(image.height * scale);
-      image = await resizeRgb(image, width, height, this.config.resample ?? 3);
+    let image = await decodeRgb(bytes, this.limits);
+    const plan = this.plan(image.width, image.height);
+    if (plan) {
+      if (plan.region) image = crop(image, plan.region.left, plan.region.top, plan.region.width, plan.region.height);
+      image = await resizeRgb(image, plan.width, plan.height, this.config.resample ?? 3);
     }
     if (this.config.do_center_crop !== false) {
       const { width, height } = this.cropSize;

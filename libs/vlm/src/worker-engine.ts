@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { ERROR_CODES, ModerationError, type ErrorCode } from '@libs/contracts';
 import type { EngineCall, EngineMethod, EngineReply, EngineStartup } from './engine-protocol';
 import type { EngineOptions } from './local-engine';
 import type {
@@ -25,6 +26,17 @@ export class EngineError extends Error {
     super(message);
     this.name = 'EngineError';
   }
+}
+
+/**
+ * Rebuilds an error that crossed the engine thread as plain data. A ModerationError (an undecodable image, say)
+ * comes back as one, code and details included, so callers tell bad data from a fault by type, not by message.
+ */
+export function engineErrorOf(e: { name: string; message: string; code?: string; details?: Record<string, unknown> }): Error {
+  if (e.name === 'ModerationError' && e.code && e.code in ERROR_CODES) return new ModerationError(e.code as ErrorCode, e.message, e.details);
+  const err = new EngineError(e.message, e.code);
+  err.name = e.name;
+  return err;
 }
 
 interface Pending {
@@ -81,11 +93,8 @@ export class WorkerVlmEngine implements VlmEngine {
       return;
     }
     this.pending.delete(reply.id);
-    if ('error' in reply) {
-      const err = new EngineError(reply.error.message, reply.error.code);
-      err.name = reply.error.name;
-      p.reject(err);
-    } else p.resolve(reply.result);
+    if ('error' in reply) p.reject(engineErrorOf(reply.error));
+    else p.resolve(reply.result);
   }
 
   private fail(err: Error): void {

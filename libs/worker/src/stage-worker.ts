@@ -47,8 +47,9 @@ export function finishVerdict(store: VerdictStore, id: string, patch: (v: Verdic
 }
 
 /**
- * Base of the three stage processors: records the stage on the verdict, turns bad data into
- * UnrecoverableError, and writes a `failed` verdict when BullMQ gives a job up, so nothing ends in silence.
+ * Base of the three stage processors: records the stage on the verdict, turns bad data into a StageFailure
+ * (an UnrecoverableError carrying its code), and writes a `failed` verdict when BullMQ gives a job up, so
+ * nothing ends in silence.
  * Subclasses implement `run`; a verdict that is already final (a duplicate delivery) is skipped.
  */
 export abstract class StageWorkerHost extends WorkerHost implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -88,6 +89,7 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
   }
 
   onApplicationBootstrap(): void {
+    // `err` is the error `process` threw (a StageFailure keeps its `code`), or BullMQ's own for a stalled job.
     this.worker.on('failed', (job, err) => {
       if (!job) return;
       const final = isFinalFailure(job, err);
