@@ -15,7 +15,11 @@ export class IntakeModule {
     return {
       module: IntakeModule,
       // The API produces to every stage queue (evaluate-only jobs enter at evaluate) and shows them all on the dashboard.
-      imports: [StageQueuesModule.register(['generate', 'evaluate', 'align'], env), StorageModule.register(env)],
+      // Producer connections (fail fast, never replay a command) and the blob collector (BLOB_GC_INTERVAL_SECONDS).
+      imports: [
+        StageQueuesModule.register(['generate', 'evaluate', 'align'], env, { producer: true }),
+        StorageModule.register(env, { producer: true, collectBlobs: true }),
+      ],
       controllers: [JobsController, OpsController],
       providers: [
         { provide: INTAKE_CONFIG, useValue: config },

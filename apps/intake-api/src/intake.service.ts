@@ -6,12 +6,19 @@ import {
   type BatchAccepted,
   type JobAccepted,
   type JobSubmission,
-  type Stage,
   type StageJob,
   type Verdict,
 } from '@libs/contracts';
-import { entryStage, StageDispatcher } from '@libs/queue';
-import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BlobStore, type VerdictStore } from '@libs/storage';
+import { asRedisError, entryStage, StageDispatcher, type Reservation } from '@libs/queue';
+import {
+  BLOB_STORE,
+  VERDICT_STORE,
+  sha256Hex,
+  type BatchRecord,
+  type BlobStore,
+  type IdempotencyRecord,
+  type VerdictStore,
+} from '@libs/storage';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { inspectImage } from './image-inspector';
 import { valueDepthExceeds } from './json-depth';
@@ -35,8 +42,6 @@ interface CheckedItem {
   image?: Uint8Array;
   imageSha256?: string;
 }
-
-const BACKLOG_TTL_MS = 200;
 
 function newId(kind: 'job' | 'batch'): string {
   return `${kind === 'job' ? 'mod' : 'bat'}_${randomBytes(12).toString('hex')}`;
@@ -67,20 +72,11 @@ export class IntakeService {
     const bodySha = this.bodyHash([checked], null);
     const keySha = idempotencyKey ? this.keyHash(idempotencyKey) : undefined;
     const id = keySha ? idFromKey('job', tenant, keySha) : newId('job');
-    if (keySha) {
-      const earlier = await this.verdicts.claimIdempotencyKey(tenant, keySha, { kind: 'job', id, bodySha256: bodySha });
-      if (earlier) return this.replay(earlier, 'job', bodySha) as JobAccepted;
-    }
-    try {
-      await this.ensureCapacity(1);
-      await this.store([checked]);
+    const earlier = await this.create(tenant, [checked], { kind: 'job', id, bodySha256: bodySha }, keySha, () => {
       const job = this.stageJob(id, tenant, checked);
-      await this.verdicts.create([{ tenant, verdict: this.queuedVerdict(job, checked, null) }]);
-      await this.dispatcher.enqueue(entryStage(job), job);
-    } catch (err) {
-      if (keySha) await this.verdicts.releaseIdempotencyKey(tenant, keySha).catch(() => undefined);
-      throw err;
-    }
+      return { jobs: [job], verdicts: [this.queuedVerdict(job, checked, null)] };
+    });
+    if (earlier) return this.replay(earlier, 'job', bodySha) as JobAccepted;
     this.metrics.accepted.inc({ kind: 'job' });
     return { id, status: 'queued', poll_url: `/v1/jobs/${id}`, created: true };
   }
@@ -107,30 +103,17 @@ export class IntakeService {
       verdicts_url: `/v1/batches/${batchId}/verdicts`,
       created: true,
     };
-    if (keySha) {
-      const earlier = await this.verdicts.claimIdempotencyKey(tenant, keySha, { kind: 'batch', id: batchId, bodySha256: bodySha });
-      if (earlier) {
-        this.replay(earlier, 'batch', bodySha);
-        return { ...accepted, created: false };
-      }
-    }
-    try {
-      await this.ensureCapacity(checked.length);
-      await this.store(checked);
+    const earlier = await this.create(tenant, checked, { kind: 'batch', id: batchId, bodySha256: bodySha }, keySha, () => {
       const jobs = checked.map((item, i) => this.stageJob(jobIds[i], tenant, item, batchId));
-      await this.verdicts.create(
-        jobs.map((job, i) => ({ tenant, verdict: this.queuedVerdict(job, checked[i], batchId) })),
-        { id: batchId, tenant, total: jobs.length, created_at: new Date().toISOString(), metadata: batchMeta },
-      );
-      const byStage = new Map<Stage, StageJob[]>();
-      for (const job of jobs) {
-        const stage = entryStage(job);
-        byStage.set(stage, [...(byStage.get(stage) ?? []), job]);
-      }
-      for (const [stage, stageJobs] of byStage) await this.dispatcher.enqueueMany(stage, stageJobs);
-    } catch (err) {
-      if (keySha) await this.verdicts.releaseIdempotencyKey(tenant, keySha).catch(() => undefined);
-      throw err;
+      return {
+        jobs,
+        verdicts: jobs.map((job, i) => this.queuedVerdict(job, checked[i], batchId)),
+        batch: { id: batchId, tenant, total: jobs.length, created_at: new Date().toISOString(), metadata: batchMeta },
+      };
+    });
+    if (earlier) {
+      this.replay(earlier, 'batch', bodySha);
+      return { ...accepted, created: false };
     }
     this.metrics.accepted.inc({ kind: 'batch_item' }, checked.length);
     return accepted;
@@ -149,35 +132,72 @@ export class IntakeService {
     return sha256Hex(key);
   }
 
-  private backlogReading?: { at: number; value: Promise<number>; added?: number };
-
-
-
   /**
-   * The backlog, read from Redis at most every BACKLOG_TTL_MS and shared by concurrent requests: counting three
-   * queues on every request would cost more than the rest of intake, and the limit is a soft one anyway.
+   * Claims the Idempotency-Key (pending until the commit), reserves backlog slots cluster-wide, stores the images,
+   * and commits verdicts, batch and jobs in one MULTI (VerdictStore.commitCreation). Returns the earlier request's
+   * record when the key was already used (the caller replays it), undefined once created. Any failure gives the
+   * reservation and the claim back; Redis failures become 503 redis_full / redis_unavailable. A commit that did
+   * not answer in time is gated by a deadline, so nothing is created after the client was answered.
    */
-  private backlog(): Promise<number> {
-    const now = Date.now();
-    if (!this.backlogReading || now - this.backlogReading.at > BACKLOG_TTL_MS) {
-      const value = this.dispatcher.backlog();
-      this.backlogReading = { at: now, value };
-      value.catch(() => (this.backlogReading = undefined));
+  private async create(
+    tenant: string,
+    items: CheckedItem[],
+    record: IdempotencyRecord,
+    keySha: string | undefined,
+    build: () => { jobs: StageJob[]; verdicts: Verdict[]; batch?: Omit<BatchRecord, 'counts'> },
+  ): Promise<IdempotencyRecord | undefined> {
+    let token: string | undefined;
+    let reservation: Reservation | undefined;
+    let created = false;
+    try {
+      if (keySha) {
+        const claim = await this.verdicts.claimIdempotencyKey(tenant, keySha, record);
+        if (claim.earlier) return claim.earlier;
+        token = claim.token;
+      }
+      reservation = await this.reserve(items.length);
+      await this.store(items);
+      const { jobs, verdicts, batch } = build();
+      const outcome = await this.verdicts.commitCreation(
+        this.dispatcher,
+        {
+          tenant,
+          verdicts,
+          jobs: jobs.map((job) => ({ stage: entryStage(job), job })),
+          batch,
+          reservation,
+          idempotency: keySha && token ? { tenant, keySha256: keySha, token, record } : undefined,
+        },
+        this.dispatcher.commandTimeoutMs,
+      );
+      if (outcome === 'created') {
+        created = true;
+        return undefined;
+      }
+      // The id exists already (an earlier request with this key whose claim expired): the same job, not a new one.
+      if (outcome === 'exists' && keySha) return record;
+      throw new ModerationError('redis_unavailable', `the submission could not be committed (${outcome}); nothing was created; retry`);
+    } catch (err) {
+      throw asRedisError(err);
+    } finally {
+      // Not awaited: the answer must not wait on a Redis that may be down. Both are no-ops after a commit.
+      if (!created) {
+        if (reservation) this.dispatcher.release(reservation).catch(() => undefined);
+        if (keySha && token) this.verdicts.releaseIdempotencyKey(tenant, keySha, token).catch(() => undefined);
+      }
     }
-    return this.backlogReading.value;
   }
 
-  private async ensureCapacity(items: number): Promise<void> {
-    // Jobs this process let in since the reading count too, so a burst cannot overshoot the limit between readings.
-    const reading = await this.backlog();
-    const backlog = reading + (this.backlogReading?.added ?? 0);
-    if (backlog + items > this.config.limits.maxBacklog) {
+  /** Reserves backlog slots cluster-wide (all replicas, one Redis script), or refuses with 429. */
+  private async reserve(items: number): Promise<Reservation> {
+    const result = await this.dispatcher.reserve(items, this.config.limits.maxBacklog);
+    if (!result.ok) {
       this.metrics.backpressure.inc();
-      throw new ModerationError('backlog_full', `the pipeline backlog (${backlog} jobs) is at its limit; retry later`, {
+      throw new ModerationError('backlog_full', `the pipeline backlog (${result.backlog} jobs) is at its limit; retry later`, {
         retry_after_seconds: this.config.limits.retryAfterSeconds,
       });
     }
-    if (this.backlogReading) this.backlogReading.added = (this.backlogReading.added ?? 0) + items;
+    return result.reservation;
   }
 
   private async store(items: CheckedItem[]): Promise<void> {

@@ -3,3 +3,5 @@ export * from './keys';
 export * from './routing';
 export * from './failures';
 export * from './stage-queues.module';
+export * from './producer-connection';
+export * from './backlog';

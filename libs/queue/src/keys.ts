@@ -23,3 +23,27 @@ export function verdictKeys(prefix: string) {
     idempotency: (tenant: string, keyHash: string) => `${prefix}:idem:${tenant}:${keyHash}`,
   };
 }
+
+/** Every key of one stage queue that holds a job not finished yet (BullMQ 6 layout), and a job's own hash. */
+export function stageQueueKeys(prefix: string, stage: Stage) {
+  return {
+    wait: `${prefix}:${stage}:wait`,
+    paused: `${prefix}:${stage}:paused`,
+    prioritized: `${prefix}:${stage}:prioritized`,
+    delayed: `${prefix}:${stage}:delayed`,
+    active: `${prefix}:${stage}:active`,
+    job: (id: string) => `${prefix}:${stage}:${id}`,
+  };
+}
+
+/** Keys of the intake's admission (cluster-wide backlog reservations) and of blob garbage collection. */
+export function intakeKeys(prefix: string) {
+  return {
+    /** zset: `<token>:<items>` -> expiry (ms, Redis time) of a capacity reservation not yet committed. */
+    reservations: `${prefix}:intake:reservations`,
+    /** zset: blob sha256 -> the latest expiry (ms, Redis time) of any verdict (or upload) referencing it. */
+    blobExpiry: `${prefix}:blobs:expiry`,
+    /** A collector deleting this blob holds it; uploads of the same bytes wait. */
+    blobLock: (sha: string) => `${prefix}:blobs:deleting:${sha}`,
+  };
+}

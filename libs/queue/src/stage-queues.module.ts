@@ -1,8 +1,23 @@
 import { BullModule, InjectQueue, getQueueToken } from '@nestjs/bullmq';
 import { DynamicModule, Inject, Injectable, Module, type Provider } from '@nestjs/common';
-import type { JobsOptions, Queue } from 'bullmq';
+import { Job, type JobsOptions, type Queue } from 'bullmq';
 import { STAGE_JOB_NAME, StageJobSchema, type Stage, type StageJob } from '@libs/contracts';
+import { RESERVATION_TTL_MS, RESERVE_LUA, backlogKeys, newReservationToken, type Reservation, type ReserveResult } from './backlog';
 import { queuePrefix, redisOptions, redisUrl, stageJobOptions } from './config';
+import { stageQueueKeys } from './keys';
+import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, producerRedisOptions } from './producer-connection';
+
+/** An ioredis MULTI on a queue connection, as BullMQ's addJob takes it (commands queue until exec()). */
+export interface StageTransaction {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): StageTransaction;
+  exec(): Promise<[Error | null, unknown][] | null>;
+}
+
+interface ScriptClient {
+  eval(script: string, numKeys: number, ...args: (string | number)[]): Promise<unknown>;
+  zrem(key: string, ...members: string[]): Promise<number>;
+  multi(): StageTransaction;
+}
 
 export const STAGE_QUEUES = Symbol('STAGE_QUEUES');
 
@@ -43,6 +58,81 @@ export class StageDispatcher {
   all(): Queue[] {
     return Object.values(this.queues).filter((q): q is Queue => Boolean(q));
   }
+
+  stages(): Stage[] {
+    return (Object.keys(this.queues) as Stage[]).filter((s) => this.queues[s]);
+  }
+
+  /** The key prefix the queues live under (the hash tag every intake script keeps its keys in). */
+  get prefix(): string {
+    const queue = this.all()[0];
+    if (!queue) throw new Error('no stage queue is registered in this role');
+    return queue.opts.prefix ?? 'bull';
+  }
+
+  /** How long a producer waits for one Redis command (the connection's commandTimeout). */
+  get commandTimeoutMs(): number {
+    const connection = this.all()[0]?.opts.connection as { commandTimeout?: number } | undefined;
+    return connection?.commandTimeout ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS;
+  }
+
+  /** The BullMQ hash of a job in a stage queue. */
+  jobKey(stage: Stage, id: string): string {
+    return stageQueueKeys(this.prefix, stage).job(id);
+  }
+
+  private async client(): Promise<ScriptClient> {
+    return (await this.all()[0].getBackend().client) as unknown as ScriptClient;
+  }
+
+  /**
+   * Reserves `items` slots of the cluster-wide backlog limit: jobs not finished in any registered stage queue plus
+   * every other request's outstanding reservation must stay within `limit` (see RESERVE_LUA).
+   */
+  async reserve(items: number, limit: number, ttlMs = RESERVATION_TTL_MS): Promise<ReserveResult> {
+    const { keys, lists } = backlogKeys(this.prefix, this.stages());
+    const token = newReservationToken();
+    const client = await this.client();
+    let reply: [number, number, number];
+    try {
+      reply = (await client.eval(RESERVE_LUA, keys.length, ...keys, items, limit, token, ttlMs, lists)) as [number, number, number];
+    } catch (err) {
+      // Timed out, the script may still run when Redis wakes up; this release queues behind it on the connection.
+      client.zrem(keys[0], `${token}:${items}`).catch(() => undefined);
+      throw err;
+    }
+    const [ok, backlog, redisTimeMs] = reply;
+    if (ok !== 1) return { ok: false, backlog };
+    return { ok: true, backlog, reservation: { member: `${token}:${items}`, items, redisTimeMs, receivedAt: Date.now() } };
+  }
+
+  /** Gives reserved slots back (a commit removes its reservation itself). */
+  async release(reservation: Reservation): Promise<void> {
+    const client = await this.client();
+    await client.zrem(backlogKeys(this.prefix, []).keys[0], reservation.member);
+  }
+
+  /** A MULTI on the queue connection: jobs added with addToTransaction and scripts queued with eval() commit together. */
+  async transaction(): Promise<StageTransaction> {
+    return (await this.client()).multi();
+  }
+
+  /** Queues the BullMQ inserts of `jobs` (with the stage's default job options) on a transaction. */
+  async addToTransaction(tx: StageTransaction, stage: Stage, jobs: StageJob[]): Promise<void> {
+    const queue = this.queue(stage);
+    for (const job of jobs) {
+      const data = StageJobSchema.parse(job);
+      const bullJob = new Job(queue, STAGE_JOB_NAME, data, { ...queue.defaultJobOptions, jobId: data.id }, data.id);
+      // On a MULTI the insert only queues; its result arrives with exec().
+      await bullJob.addJob(tx as never);
+    }
+  }
+
+  /** Removes jobs that were added (compensation when a creation turned out partial). */
+  async remove(stage: Stage, ids: string[]): Promise<void> {
+    const queue = this.queue(stage);
+    for (const id of ids) await queue.remove(id).catch(() => undefined);
+  }
 }
 
 /**
@@ -51,13 +141,18 @@ export class StageDispatcher {
  */
 @Module({})
 export class StageQueuesModule {
-  static register(stages: Stage[], env: NodeJS.ProcessEnv = process.env): DynamicModule {
+  /**
+   * `producer: true` (the intake) connects with producerRedisOptions: fail fast, never replay a command later.
+   * Worker roles keep redisOptions: their @Processor workers take the same connection and need blocking commands.
+   */
+  static register(stages: Stage[], env: NodeJS.ProcessEnv = process.env, options: { producer?: boolean } = {}): DynamicModule {
     const queuesProvider: Provider = {
       provide: STAGE_QUEUES,
       inject: stages.map((s) => getQueueToken(s)),
       useFactory: (...queues: Queue[]) => Object.fromEntries(stages.map((s, i) => [s, queues[i]])),
     };
-    const bullRoot = BullModule.forRoot({ connection: redisOptions(redisUrl(env)), prefix: queuePrefix(env) });
+    const connection = options.producer ? producerRedisOptions(redisUrl(env), env) : redisOptions(redisUrl(env));
+    const bullRoot = BullModule.forRoot({ connection, prefix: queuePrefix(env) });
     const bullQueues = BullModule.registerQueue(
       ...stages.map((name) => ({ name, defaultJobOptions: stageJobOptions(name, env) })),
     );

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BlobRefs, CollectableBlobStore } from './blob-gc';
 
 export const BLOB_STORE = Symbol('BLOB_STORE');
 export const DEFAULT_BLOB_DIR = 'var/blobs';
@@ -26,9 +27,16 @@ export function sha256Hex(...parts: (Uint8Array | string)[]): string {
 
 const SHA = /^[0-9a-f]{64}$/;
 
-/** Blobs as files on a shared volume, fanned out by the first two hex pairs to keep directories small. */
-export class FileBlobStore implements BlobStore {
-  constructor(readonly dir: string) {}
+/**
+ * Blobs as files on a shared volume, fanned out by the first two hex pairs to keep directories small. With `refs`
+ * (the intake), an upload registers its reference for collection before it writes, and waits while a collector
+ * deletes the same bytes, so a concurrent upload never loses its file.
+ */
+export class FileBlobStore implements BlobStore, CollectableBlobStore {
+  constructor(
+    readonly dir: string,
+    private readonly refs?: BlobRefs,
+  ) {}
 
   private path(sha: string): string {
     if (!SHA.test(sha)) throw new Error(`not a sha256: ${sha}`);
@@ -38,6 +46,7 @@ export class FileBlobStore implements BlobStore {
   async put(bytes: Uint8Array): Promise<string> {
     const sha = sha256Hex(bytes);
     const target = this.path(sha);
+    await this.refs?.register(sha);
     if (await this.has(sha)) return sha;
     const folder = join(this.dir, sha.slice(0, 2), sha.slice(2, 4));
     await mkdir(folder, { recursive: true });
@@ -64,6 +73,26 @@ export class FileBlobStore implements BlobStore {
     }
   }
 
+  async removeClaimed(sha: string, release: () => Promise<boolean>): Promise<'deleted' | 'missing' | 'restored'> {
+    const target = this.path(sha);
+    // Out of the way first (atomic), then check the lock was held throughout: if it expired meanwhile, an upload
+    // may have found the file and skipped writing it, so the bytes go back (same name, same bytes: harmless).
+    const trash = `${target}.${randomBytes(6).toString('hex')}.deleting`;
+    try {
+      await rename(target, trash);
+    } catch (err) {
+      await release();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
+      throw err;
+    }
+    if (await release().catch(() => false)) {
+      await unlink(trash);
+      return 'deleted';
+    }
+    await rename(trash, target);
+    return 'restored';
+  }
+
   async has(sha: string): Promise<boolean> {
     try {
       await stat(this.path(sha));
@@ -75,7 +104,7 @@ export class FileBlobStore implements BlobStore {
 }
 
 /** Env variables of the storage wiring. */
-export const STORAGE_ENV = { blobDir: 'BLOB_DIR', verdictRetentionSeconds: 'VERDICT_RETENTION_SECONDS' } as const;
+export const STORAGE_ENV = { blobDir: 'BLOB_DIR', verdictRetentionSeconds: 'VERDICT_RETENTION_SECONDS', blobGcIntervalSeconds: 'BLOB_GC_INTERVAL_SECONDS' } as const;
 
 export function blobDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env[STORAGE_ENV.blobDir] || DEFAULT_BLOB_DIR;

@@ -1,3 +1,4 @@
 export * from './blob-store';
+export * from './blob-gc';
 export * from './verdict-store';
 export * from './storage.module';

@@ -113,12 +113,23 @@ describe('VerdictStore', () => {
     expect(await store.batch('bat_none')).toBeNull();
   });
 
-  it('idempotency keys: first claim wins, later claims see it, release frees it', async () => {
+  it('idempotency keys: first claim wins (pending), a duplicate waits boundedly, only the holder releases it', async () => {
     const record = { kind: 'job' as const, id: 'mod_x', bodySha256: 'c'.repeat(64) };
-    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), record)).toBeNull();
-    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), { ...record, id: 'mod_y' })).toEqual(record);
-    expect(await store.claimIdempotencyKey('b', 'k'.repeat(64), record)).toBeNull();
-    await store.releaseIdempotencyKey('a', 'k'.repeat(64));
-    expect(await store.claimIdempotencyKey('a', 'k'.repeat(64), record)).toBeNull();
+    const first = await store.claimIdempotencyKey('a', 'k'.repeat(64), record);
+    expect(first.token).toEqual(expect.any(String));
+    // Another body with the same key: answered at once (the caller reports the conflict).
+    expect((await store.claimIdempotencyKey('a', 'k'.repeat(64), { ...record, bodySha256: 'd'.repeat(64) }, 200)).earlier).toEqual(record);
+    // The same body while the first is pending: a bounded wait, then idempotency_in_progress.
+    const started = Date.now();
+    await expect(store.claimIdempotencyKey('a', 'k'.repeat(64), record, 300)).rejects.toMatchObject({ code: 'idempotency_in_progress' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect((await store.claimIdempotencyKey('b', 'k'.repeat(64), record)).token).toEqual(expect.any(String));
+    await store.releaseIdempotencyKey('a', 'k'.repeat(64), 'not-the-holder');
+    await expect(store.claimIdempotencyKey('a', 'k'.repeat(64), record, 100)).rejects.toMatchObject({ code: 'idempotency_in_progress' });
+    // A waiting duplicate takes the key over once the holder releases it.
+    const waiting = store.claimIdempotencyKey('a', 'k'.repeat(64), record, 2000);
+    await new Promise((r) => setTimeout(r, 100));
+    await store.releaseIdempotencyKey('a', 'k'.repeat(64), first.token!);
+    expect((await waiting).token).toEqual(expect.any(String));
   });
 });

@@ -63,20 +63,25 @@ async function redisAnswers(url: string): Promise<boolean> {
 }
 
 /** A throwaway redis-server (no persistence) on a free port. */
-export async function startPrivateRedis(): Promise<{ url: string; process: ChildProcess; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction'], {
+export async function startPrivateRedis(
+  options: { /** Reuse a port (e.g. to restart a stopped server). */ port?: number; /** Extra redis-server arguments, e.g. ['--maxmemory', '4mb']. */ args?: string[] } = {},
+): Promise<{ url: string; port: number; process: ChildProcess; stop(): Promise<void> }> {
+  const port = options.port ?? (await freePort());
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', ...(options.args ?? [])];
+  const child = spawn('redis-server', args, {
     stdio: 'ignore',
   });
   const url = `redis://127.0.0.1:${port}`;
   for (let i = 0; i < 100 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 50));
   return {
     url,
+    port,
     process: child,
     stop: () =>
       new Promise<void>((done) => {
         if (child.exitCode !== null) return done();
         child.once('exit', () => done());
+        child.kill('SIGCONT'); // a server a test paused (SIGSTOP) handles SIGTERM only once it runs again
         child.kill('SIGTERM');
       }),
   };
