@@ -84,19 +84,20 @@ export const LONGEST_JOB_SECONDS: Readonly<Record<Stage, number>> = { generate: 
  * CLIP and reward scoring of each round's candidates (onnxruntime-node's `run` is synchronous native code on the
  * calling thread: milliseconds with the shipped packs and on a GPU). The evaluator runs CLIP and the reward model
  * on its main thread too, so one long synchronous `run` (a large reward model on CPU) stops lock renewal for its
- * whole length: its lock is 40 s (tolerates a 32 s blocking run) and a kill is recovered within 40 + 10 = 50 s.
+ * whole length: its lock is 20 s (tolerates a 16 s blocking run; the shipped packs block for milliseconds) and a
+ * kill is recovered within 20 + 5 = 25 s.
  * Raise WORKER_LOCK_DURATION_MS above 1.25x the longest single model call when packs are heavier than that.
  * maxStalledCount 2 tolerates a scale-in or eviction killing the same job twice before it is failed.
  */
 export function stageWorkerOptions(stage: Stage, env: NodeJS.ProcessEnv = process.env): Partial<WorkerOptions> {
   const gpu = stage !== 'evaluate';
   const stagePrefix = `${stage.toUpperCase()}_`;
-  const lockDuration = num(env, QUEUE_ENV.lockDurationMs, gpu ? 15_000 : 40_000);
+  const lockDuration = num(env, QUEUE_ENV.lockDurationMs, gpu ? 15_000 : 20_000);
   return {
     concurrency: num(env, stagePrefix + QUEUE_ENV.concurrency, num(env, QUEUE_ENV.concurrency, gpu ? 1 : 2)),
     lockDuration,
     lockRenewTime: Math.max(1, Math.floor(lockDuration / 5)),
-    stalledInterval: num(env, QUEUE_ENV.stalledIntervalMs, gpu ? 5_000 : 10_000),
+    stalledInterval: num(env, QUEUE_ENV.stalledIntervalMs, 5_000),
     maxStalledCount: num(env, QUEUE_ENV.maxStalledCount, 2),
   };
 }
