@@ -98,6 +98,7 @@ describe('Redis down or paused: fail fast, never create after answering', () => 
     for (const r of replies) {
       expect(r.status, JSON.stringify(r.body)).toBe(503);
       expect(r.body.error.code).toBe('redis_unavailable');
+      expect(Number(r.headers!.get('retry-after'))).toBeGreaterThan(0);
       expect(r.ms).toBeLessThan(2000);
     }
     redis = await startPrivateRedis({ port: redis.port });
@@ -193,6 +194,7 @@ describe('Idempotency-Key under concurrency', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(409);
     expect(r.body.error.code).toBe('idempotency_in_progress');
     expect(r.body.error.details.retry_after_seconds).toBeGreaterThan(0);
+    expect(r.headers!.get('retry-after')).toBe(String(r.body.error.details.retry_after_seconds));
     expect(r.ms).toBeGreaterThan(1000);
     expect(r.ms).toBeLessThan(3000);
   });

@@ -41,6 +41,14 @@ const FASTIFY_MESSAGES: Record<string, string> = {
   FST_ERR_MAX_PARAM_LENGTH: 'a path parameter is longer than any id',
 };
 
+/** Retry-After for refusals that pass on a retry when the error does not carry its own `retry_after_seconds`. */
+const TRANSIENT_RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
+  backlog_full: 30,
+  idempotency_in_progress: 1,
+  redis_unavailable: 5,
+  redis_full: 30,
+};
+
 export interface RenderedError {
   status: number;
   body: { error: { code: string; message: string; details?: Record<string, unknown> } };
@@ -49,7 +57,9 @@ export interface RenderedError {
 
 export function renderError(err: unknown): RenderedError {
   if (err instanceof ModerationError) {
-    const retryAfter = err.code === 'backlog_full' ? Number(err.details?.retry_after_seconds ?? 30) : undefined;
+    // Every refusal that a later retry can pass says when: its own figure, else a default for the transient codes.
+    const stated = Number(err.details?.retry_after_seconds);
+    const retryAfter = Number.isFinite(stated) && stated > 0 ? stated : TRANSIENT_RETRY_AFTER_SECONDS[err.code];
     return { status: err.status, body: { error: { code: err.code, message: err.message, details: err.details } }, retryAfter };
   }
   const e = err as { code?: string; statusCode?: number; message?: string };
@@ -69,7 +79,11 @@ export function renderError(err: unknown): RenderedError {
     return { status: e.statusCode, body: { error: { code: BY_STATUS[e.statusCode] ?? 'invalid_request', message: e.message ?? 'bad request' } } };
   }
   if (e && /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable/i.test(String(e.message))) {
-    return { status: 503, body: { error: { code: 'redis_unavailable', message: 'the queue store is unreachable; retry later' } } };
+    return {
+      status: 503,
+      body: { error: { code: 'redis_unavailable', message: 'the queue store is unreachable; retry later' } },
+      retryAfter: TRANSIENT_RETRY_AFTER_SECONDS.redis_unavailable,
+    };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
 }
