@@ -66,7 +66,7 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
       bodyLimit: limits.maxRequestBytes,
       trustProxy: true,
       // Ids are ~40 characters; a longer path parameter is refused (as invalid_id) before routing.
-      maxParamLength: 128,
+      routerOptions: { maxParamLength: 128 },
       // Router errors (a percent-escape that does not decode, an over-long parameter) in the API's error shape.
       frameworkErrors: (err: Error, _req: FastifyRequest, reply: FastifyReply) => sendError(reply, err, metrics),
       clientErrorHandler,
