@@ -31,6 +31,8 @@ export interface RoleProcess {
   output(): string;
   exited: Promise<Exit>;
   alive(): boolean;
+  /** Whether the role has logged that it is ready (and is still running). */
+  isReady(): boolean;
   /** Resolves once the role logged that it is ready (workers) or listening (intake). */
   ready(timeoutMs?: number): Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<Exit>;
@@ -43,12 +45,27 @@ const READY: Record<RoleName, RegExp> = {
   'intake-api': /listening on/,
 };
 
+/** Children still running when this process exits (a test timeout, a crash) are SIGKILLed, not orphaned. */
+const running = new Set<ChildProcess>();
+let exitHook = false;
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const c of running) c.kill('SIGKILL');
+    });
+  }
+}
+
 export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv): RoleProcess {
   const child = spawn(process.execPath, ['-r', '@swc-node/register', `apps/${role}/src/main.ts`], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  track(child);
   let out = '';
   const append = (d: Buffer) => {
     out += d.toString();
@@ -71,6 +88,7 @@ export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv): RoleProcess {
     output: () => out,
     exited,
     alive: () => exit === undefined,
+    isReady: () => exit === undefined && READY[role].test(out),
     async ready(timeoutMs = 90_000) {
       const deadline = Date.now() + timeoutMs;
       while (!READY[role].test(out)) {
@@ -135,6 +153,7 @@ export async function startAofRedis(dir: string, options: { fsync?: 'always' | '
         '--dir', dir, '--maxmemory-policy', 'noeviction'],
       { stdio: 'ignore' },
     );
+    track(child);
     const deadline = Date.now() + 30_000;
     while (!(await redisAnswers(url))) {
       if (child.exitCode !== null) throw new Error(`redis-server on ${port} exited with ${child.exitCode}`);
