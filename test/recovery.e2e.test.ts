@@ -30,7 +30,7 @@ function cpuTicks(pid: number): number {
 /** Which of the processes is busy (the one whose engine thread is generating). */
 async function busiest(roles: RoleProcess[]): Promise<RoleProcess> {
   const before = roles.map((r) => cpuTicks(r.pid));
-  await sleep(600);
+  await sleep(300);
   const used = roles.map((r, i) => cpuTicks(r.pid) - before[i]);
   return roles[used.indexOf(Math.max(...used))];
 }
@@ -95,8 +95,8 @@ describe('recovery with the default lock settings', () => {
   });
 
   it('a generation longer than the lock duration keeps its lock: one attempt, no stalled event', async () => {
-    // ~1.5-2x the default lock duration on this machine's tiny VLM (1500 tokens: 6.4 s); an idle second generator would take the job if it stalled.
-    const long = start({ GENERATOR_MAX_NEW_TOKENS: process.env.RECOVERY_LONG_TOKENS ?? '2800' });
+    // ~2x the default lock duration on this machine's tiny VLM (2800 tokens: 14.5 s unloaded, attention grows with length); an idle second generator would take the job if it stalled.
+    const long = start({ GENERATOR_MAX_NEW_TOKENS: process.env.RECOVERY_LONG_TOKENS ?? '4500' });
     const idle = start({ GENERATOR_MAX_NEW_TOKENS: '8' });
     await Promise.all([long.ready(), idle.ready()]);
     await idle.kill('SIGTERM'); // out of the way for the submission, so the long one surely takes it
@@ -107,6 +107,7 @@ describe('recovery with the default lock settings', () => {
     expect(v.status, JSON.stringify(v.error)).toBe('succeeded');
     expect(v.timings.generate_ms, 'the generation must outlast the lock for this test to mean anything').toBeGreaterThan(DEFAULTS.lockDuration!);
     const job = await generate.getJob(id);
+    console.log(`long generation: ${v.timings.generate_ms} ms (lock ${DEFAULTS.lockDuration} ms), attemptsStarted ${job!.attemptsStarted}, stalled events ${stalled.length}`);
     expect(job!.attemptsStarted).toBe(1);
     expect(job!.stalledCounter).toBe(0);
     // One generate run plus one evaluate run.
@@ -117,7 +118,7 @@ describe('recovery with the default lock settings', () => {
 
   it('a generator SIGKILLed mid-job: another generator picks the job up and finishes it within 30 s of the kill', async () => {
     // ~2-4 s per job on this machine: long enough to be killed mid-way, short enough to rerun inside the bound.
-    const tokens = process.env.RECOVERY_SHORT_TOKENS ?? '600';
+    const tokens = process.env.RECOVERY_SHORT_TOKENS ?? '800';
     const a = start({ GENERATOR_MAX_NEW_TOKENS: tokens });
     const b = start({ GENERATOR_MAX_NEW_TOKENS: tokens });
     await Promise.all([a.ready(), b.ready()]);
@@ -132,6 +133,9 @@ describe('recovery with the default lock settings', () => {
 
     const job = await waitFor('job picked up again and finished', async () => {
       const j = await generate.getJob(id);
+      if (j?.finishedOn && (j.processedOn ?? 0) <= killedAt) {
+        throw new Error(`job ${id} finished without a rerun (processedOn ${j.processedOn}, finishedOn ${j.finishedOn}, kill ${killedAt}): the kill missed it`);
+      }
       return j && j.finishedOn && (j.processedOn ?? 0) > killedAt ? j : undefined;
     }, 60_000, 100);
     const pickedUpS = (job.processedOn! - killedAt) / 1000;

@@ -306,16 +306,18 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
         if (ready.length > 0 && active.length > 0 && (target === 'evaluator' || active.length >= live[target].length)) break;
         await sleep(target === 'evaluator' ? 5 : 50);
       }
-      const victim = ready[Math.floor(Math.random() * ready.length)];
-      if (!victim || active.length === 0) {
+      if (ready.length === 0 || active.length === 0) {
         notes.push(`${target}: no job ran within 60 s for the kill; skipped`);
         return;
       }
+      // With every instance busy (one job each), any instance is mid-job. Otherwise (the evaluator runs two jobs
+      // per process, each a few ms) which one holds the job is unknown from outside: all ready instances are killed.
+      const victims = active.length >= live[target].length ? [ready[Math.floor(Math.random() * ready.length)]] : ready;
       const before = new Map(active.map((j) => [j.id!, j.stalledCounter ?? 0]));
       const rec: KillRecord = { target, at: Date.now(), activeAtKill: active.length };
-      await victim.kill('SIGKILL');
+      await Promise.all(victims.map((v) => v.kill('SIGKILL')));
       report.kills.push(rec);
-      spawnOne(target); // restarted at once, as an orchestrator would
+      for (const _ of victims) spawnOne(target); // restarted at once, as an orchestrator would
       const until = Math.min(rec.at + 60_000, hardStop);
       while (Date.now() < until && rec.recoveryMs === undefined) {
         for (const [id, stc] of before) {
@@ -328,7 +330,7 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
         }
         await sleep(250);
       }
-      log(`  SIGKILL ${target} pid ${victim.pid} (${rec.activeAtKill} active): ${rec.recoveryMs === undefined ? 'no job of it was seen rerunning within 60 s' : `job ${rec.jobId} running again after ${(rec.recoveryMs / 1000).toFixed(1)} s`}`);
+      log(`  SIGKILL ${target} pid ${victims.map((v) => v.pid).join(', ')} (${rec.activeAtKill} active): ${rec.recoveryMs === undefined ? 'no job of it was seen rerunning within 60 s' : `job ${rec.jobId} running again after ${(rec.recoveryMs / 1000).toFixed(1)} s`}`);
     };
     const killRedis = async () => {
       const rec: KillRecord = { target: 'redis', at: Date.now(), activeAtKill: 0 };
