@@ -393,6 +393,31 @@ describe('the door holds', () => {
       expect((await api.post('/v1/jobs', { prompt: 'Is the \u{1F6A7} guard closed?\u200b', answer: 'a' })).status).toBe(202);
     });
 
+    it('multipart text that is not UTF-8, and lone surrogates in metadata, are text_invalid_unicode', async () => {
+      // Bytes no UTF-8 decoder accepts: a UTF-8-encoded lone surrogate (ED A0 80) and a stray continuation byte.
+      for (const bad of [Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0x80])]) {
+        const boundary = 'door-boundary-7f3a';
+        const body = Buffer.concat([
+          Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nIs the guard `),
+          bad,
+          Buffer.from(` closed?\r\n--${boundary}\r\nContent-Disposition: form-data; name="answer"\r\n\r\nyes\r\n--${boundary}--\r\n`),
+        ]);
+        const res = await fetch(`${p.url}/v1/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${p.apiKey}`, 'content-type': `multipart/form-data; boundary=${boundary}` },
+          body,
+        });
+        const json = (await res.json()) as { error: { code: string } };
+        expect(res.status, bad.toString('hex')).toBe(400);
+        expect(json.error.code).toBe('text_invalid_unicode');
+      }
+      for (const metadata of [{ note: 'a\ud800' }, { deep: [{ '\udc00key': 1 }] }]) {
+        const res = await api.post('/v1/jobs', { prompt: 'q', answer: 'a', metadata });
+        expect(res.status, JSON.stringify(metadata)).toBe(400);
+        expect(res.body.error).toMatchObject({ code: 'text_invalid_unicode', details: { field: 'metadata' } });
+      }
+    });
+
     it('/metrics is public by default', async () => {
       expect((await client(p.url).get('/metrics')).status).toBe(200);
     });

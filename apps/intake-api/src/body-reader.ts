@@ -3,6 +3,7 @@ import { ModerationError, type Limits } from '@libs/contracts';
 import { intakeBodyLimits } from './body-limits';
 import type { IntakeItem } from './intake.service';
 import { jsonDepthExceeds, valueDepthExceeds } from './json-depth';
+import { hasReplacementCharacter } from './text-checks';
 
 /** Base64 or data: URL to bytes; the size is checked from the text length before anything is decoded or copied. */
 export function decodeBase64Image(value: unknown, limits: Limits, index: number): Uint8Array | undefined {
@@ -93,6 +94,11 @@ async function readMultipart(req: FastifyRequest, limits: Limits, bounds: Multip
           // A part sent as application/json arrives parsed: check its depth before serialising it back.
           if (valueDepthExceeds(part.value, limits.maxJsonDepth)) throw tooDeep(limits, `field ${part.fieldname}`);
           value = JSON.stringify(part.value ?? null);
+        }
+        if (hasReplacementCharacter(value)) {
+          throw new ModerationError('text_invalid_unicode', `field ${part.fieldname} is not valid UTF-8 (or holds U+FFFD, which marks bytes that were not)`, {
+            field: part.fieldname,
+          });
         }
         total += Buffer.byteLength(value);
         fields.set(part.fieldname, value);

@@ -22,7 +22,7 @@ import {
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { inspectImage } from './image-inspector';
 import { valueDepthExceeds } from './json-depth';
-import { codePointsOver, isInvisible, isWellFormed } from './text-checks';
+import { codePointsOver, hasIllFormedString, isInvisible, isWellFormed } from './text-checks';
 import { IntakeMetrics } from './metrics';
 
 /** One item as parsed from JSON or multipart, image already decoded from base64 or read from its part. */
@@ -214,6 +214,7 @@ export class IntakeService {
     if (valueDepthExceeds(metadata, this.config.limits.maxJsonDepth)) {
       throw new ModerationError('json_too_deep', `metadata is nested deeper than ${this.config.limits.maxJsonDepth} levels`, { ...at, limit: this.config.limits.maxJsonDepth });
     }
+    if (hasIllFormedString(metadata)) throw new ModerationError('text_invalid_unicode', 'metadata holds a lone UTF-16 surrogate', { ...at, field: 'metadata' });
     if (Buffer.byteLength(JSON.stringify(metadata)) > this.config.limits.maxMetadataBytes) {
       throw new ModerationError('metadata_too_large', `metadata is limited to ${this.config.limits.maxMetadataBytes} bytes of JSON`, at);
     }

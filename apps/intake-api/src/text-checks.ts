@@ -26,6 +26,30 @@ export function isWellFormed(s: string): boolean {
 }
 
 /**
+ * U+FFFD, the replacement character: what busboy's UTF-8 decoder leaves where a multipart text field's bytes were not
+ * UTF-8 (a UTF-8-encoded surrogate included). The bytes are gone by then, so a field holding one is refused as
+ * undecodable text rather than passed to the model with the damage hidden.
+ */
+export function hasReplacementCharacter(s: string): boolean {
+  return s.includes('\uFFFD');
+}
+
+/** True when any string in a parsed JSON value (keys included) holds a lone surrogate. Explicit stack, no recursion. */
+export function hasIllFormedString(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (typeof node === 'string') {
+      if (!isWellFormed(node)) return true;
+    } else if (node !== null && typeof node === 'object') {
+      if (Array.isArray(node)) stack.push(...node);
+      else for (const [key, child] of Object.entries(node)) stack.push(key, child);
+    }
+  }
+  return false;
+}
+
+/**
  * Nothing a reader would see: white space, control and format characters (zero-width space/joiners, word joiner,
  * BOM, soft hyphen), default-ignorable code points (Hangul fillers, variation selectors) and the Braille blank.
  */

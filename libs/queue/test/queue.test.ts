@@ -33,9 +33,9 @@ describe('queue wiring', () => {
     expect(() => queuePrefix({ QUEUE_PREFIX: 'mod' })).toThrow(/hash tag/);
   });
 
-  it('stage options: exponential retries, retention, GPU-length locks, env overrides', () => {
+  it('stage options: exponential retries, retention, locks short enough to recover a killed worker within 30 s, env overrides', () => {
     expect(stageJobOptions('generate', {})).toMatchObject({ attempts: 3, backoff: { type: 'exponential' } });
-    expect(stageWorkerOptions('generate', {})).toMatchObject({ concurrency: 1, lockDuration: 120_000, maxStalledCount: 2 });
+    expect(stageWorkerOptions('generate', {})).toMatchObject({ concurrency: 1, lockDuration: 15_000, stalledInterval: 5_000, maxStalledCount: 2 });
     expect(stageWorkerOptions('evaluate', {}).concurrency).toBe(2);
     expect(stageWorkerOptions('generate', { WORKER_LOCK_DURATION_MS: '2000', GENERATE_WORKER_CONCURRENCY: '3' })).toMatchObject({
       lockDuration: 2000,
