@@ -59,8 +59,18 @@ function track(child: ChildProcess): void {
   }
 }
 
-export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv): RoleProcess {
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', `apps/${role}/src/main.ts`], {
+/**
+ * How a role is started: from the TypeScript sources through swc (what the tests run), or from `npm run build`'s
+ * output with plain node (what production runs).
+ */
+export type RoleBuild = 'source' | 'compiled';
+
+function roleCommand(role: RoleName, build: RoleBuild): string[] {
+  return build === 'compiled' ? [`dist/apps/${role}/src/main.js`] : ['-r', '@swc-node/register', `apps/${role}/src/main.ts`];
+}
+
+export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv, build: RoleBuild = 'source'): RoleProcess {
+  const child = spawn(process.execPath, roleCommand(role, build), {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
