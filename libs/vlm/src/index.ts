@@ -9,6 +9,7 @@ export { WorkerVlmEngine, EngineError } from './worker-engine';
 export { ClipModel, cosine } from './clip';
 export { SequenceClassifier } from './classifier';
 export { seededRandom, pickToken, argmax } from './sampler';
+export { EXECUTION_ENV, ExecutionProviderMismatchError, executionFromEnv, type SessionOptions } from './sessions';
 
 import { LocalVlmEngine, type EngineOptions } from './local-engine';
 import { WorkerVlmEngine } from './worker-engine';

@@ -5,6 +5,46 @@ export interface SessionOptions {
   executionProviders?: string[];
   /** Threads per session for one operator; default lets onnxruntime decide. */
   intraOpNumThreads?: number;
+  /**
+   * The provider this process must run on (e.g. 'cuda' in a GPU pod). When the session lands on another one (the CUDA
+   * libraries missing, no device visible), opening fails instead of serving on the fallback: a GPU pod that quietly
+   * runs on CPU is ~100x slower and looks healthy. Default: any provider of the list will do.
+   */
+  requireExecutionProvider?: string;
+}
+
+/** Env variables of the execution settings, read by every role that opens sessions. */
+export const EXECUTION_ENV = {
+  providers: 'EXECUTION_PROVIDERS',
+  require: 'REQUIRE_EXECUTION_PROVIDER',
+  intraOpThreads: 'ORT_INTRA_OP_THREADS',
+} as const;
+
+/** `EXECUTION_PROVIDERS=cuda,cpu` (default cpu), `REQUIRE_EXECUTION_PROVIDER=cuda` (default none), `ORT_INTRA_OP_THREADS`. */
+export function executionFromEnv(env: NodeJS.ProcessEnv = process.env): SessionOptions {
+  const list = (env[EXECUTION_ENV.providers] || 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
+  const required = env[EXECUTION_ENV.require]?.trim() || undefined;
+  if (required && !list.includes(required)) {
+    throw new Error(`${EXECUTION_ENV.require}=${required} is not among ${EXECUTION_ENV.providers}=${list.join(',')}`);
+  }
+  const threads = env[EXECUTION_ENV.intraOpThreads];
+  return {
+    executionProviders: list,
+    requireExecutionProvider: required,
+    ...(threads ? { intraOpNumThreads: Number(threads) } : {}),
+  };
+}
+
+/** The session loaded, but not on the provider this process requires. */
+export class ExecutionProviderMismatchError extends Error {
+  constructor(
+    readonly required: string,
+    readonly got: string,
+    readonly reasons: string,
+  ) {
+    super(`execution provider "${required}" is required but the session runs on "${got}"${reasons ? ` (${reasons})` : ''}`);
+    this.name = 'ExecutionProviderMismatchError';
+  }
 }
 
 export interface OpenedSession {
@@ -19,6 +59,7 @@ export interface OpenedSession {
 export async function openSession(path: string, options: SessionOptions = {}): Promise<OpenedSession> {
   const providers = options.executionProviders?.length ? options.executionProviders : ['cpu'];
   let lastError: unknown;
+  const failures: string[] = [];
   for (const ep of providers) {
     try {
       const session = await InferenceSession.create(path, {
@@ -26,9 +67,15 @@ export async function openSession(path: string, options: SessionOptions = {}): P
         graphOptimizationLevel: 'all',
         ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
       });
+      if (options.requireExecutionProvider && ep !== options.requireExecutionProvider) {
+        await session.release();
+        throw new ExecutionProviderMismatchError(options.requireExecutionProvider, ep, failures.join('; '));
+      }
       return { session, executionProvider: ep };
     } catch (err) {
+      if (err instanceof ExecutionProviderMismatchError) throw err;
       lastError = err;
+      failures.push(`${ep}: ${String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)}`);
     }
   }
   throw new Error(`no execution provider of [${providers.join(', ')}] could load ${path}: ${(lastError as Error)?.message ?? lastError}`);
