@@ -57,6 +57,26 @@ function codeReads(name: string): boolean {
 /** Variables the runtime itself reads (Node, onnxruntime-node's installer). */
 const PLATFORM_ENV = new Set(['NODE_ENV', 'NODE_OPTIONS', 'ONNXRUNTIME_NODE_INSTALL']);
 
+/** The user the images run as (node:24's `node`, and the one Dockerfile.gpu creates). */
+const NODE_UID = 1000;
+/** The images' working directory: what the code resolves relative paths against. */
+const IMAGE_WORKDIR = '/app';
+
+/** A path inside the image, relative to the repo (the image copies config/ to /app/config). */
+function imagePathOf(path: string | undefined): string | undefined {
+  expect(path?.startsWith(`${IMAGE_WORKDIR}/`), String(path)).toBe(true);
+  const rel = path!.slice(IMAGE_WORKDIR.length + 1);
+  expect(existsSync(join(ROOT, rel)), rel).toBe(true);
+  return rel;
+}
+
+/** `node dist/apps/<role>/src/main.js`: what `npm run build` emits for apps/<role>/src/main.ts (tsconfig.build.json includes apps/). */
+function expectCompiledEntry(cmd: string[], role: string): void {
+  expect(cmd, role).toEqual(['node', `dist/apps/${role}/src/main.js`]);
+  expect(existsSync(join(ROOT, `apps/${role}/src/main.ts`)), role).toBe(true);
+  expect(JSON.parse(readFileSync(join(ROOT, 'tsconfig.build.json'), 'utf8')).include).toContain('apps/**/*.ts');
+}
+
 function container(deployment: Doc): Doc {
   return deployment.spec.template.spec.containers[0];
 }
@@ -93,13 +113,21 @@ describe('k8s manifests', () => {
     }
   });
 
-  it('each Deployment runs its own role entry point', () => {
+  it('each Deployment runs its own role entry point, compiled, as a non-root user that can write the blob volume', () => {
     for (const role of ROLES) {
-      const cmd: string[] = container(byName('Deployment', role)!).command;
-      expect(cmd.slice(0, 3)).toEqual(['node', '-r', '@swc-node/register']);
-      expect(cmd[3]).toBe(`apps/${role}/src/main.ts`);
-      expect(existsSync(join(ROOT, cmd[3]))).toBe(true);
+      const d = byName('Deployment', role)!;
+      expectCompiledEntry(container(d).command, role);
+      expect(d.spec.template.spec.securityContext, role).toMatchObject({ runAsNonRoot: true, runAsUser: NODE_UID, fsGroup: NODE_UID });
     }
+  });
+
+  it('GPU roles require the CUDA provider they list; the ConfigMap names the fitted ETA thresholds the image carries', () => {
+    for (const role of GPU_ROLES) {
+      const env = containerEnv(byName('Deployment', role)!);
+      expect(env.get('REQUIRE_EXECUTION_PROVIDER'), role).toBe('cuda');
+      expect(env.get('EXECUTION_PROVIDERS')!.split(',')).toContain('cuda');
+    }
+    expect(imagePathOf(byName('ConfigMap', 'moderation-config')!.data.ETA_CONFIG)).toBe('config/eta.json');
   });
 
   it('the queue prefix in the ConfigMap is the one the code defaults to and has a hash tag', () => {
@@ -202,7 +230,8 @@ describe('docker-compose.yml', () => {
     for (const role of ROLES) {
       const s = services[role];
       expect(s, role).toBeDefined();
-      expect(s.command[3]).toBe(`apps/${role}/src/main.ts`);
+      expectCompiledEntry(s.command, role);
+      expect(imagePathOf(s.environment.ETA_CONFIG), role).toBe('config/eta.json');
       expect(s.volumes.some((v: string) => v.startsWith('blobs:/var/lib/moderation/blobs'))).toBe(true);
       expect(s.environment.BLOB_DIR).toBe('/var/lib/moderation/blobs');
       expect(s.environment.QUEUE_PREFIX).toBe(DEFAULT_QUEUE_PREFIX);
@@ -219,6 +248,61 @@ describe('docker-compose.yml', () => {
     const gpu = readFileSync(join(ROOT, 'Dockerfile.gpu'), 'utf8');
     expect(gpu).toMatch(/FROM nvidia\/cuda:12[.\d]+-cudnn-runtime/);
     expect(gpu).toContain('ONNXRUNTIME_NODE_INSTALL=cuda12');
-    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toContain('ONNXRUNTIME_NODE_INSTALL=skip');
+    // The CPU image skips the CUDA download through .npmrc, which it copies before npm ci.
+    expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^onnxruntime-node-install=skip$/m);
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/COPY [^\n]*\.npmrc[^\n]*\n(.*\n)*RUN npm ci/);
   });
+
+  it('the GPU override gives generator and aligner their own CUDA image, a reserved GPU each, and requires CUDA', () => {
+    const gpu = parseAllDocuments(readFileSync(join(ROOT, 'docker-compose.gpu.yml'), 'utf8'))[0].toJS() as Doc;
+    expect(Object.keys(gpu.services).sort()).toEqual([...GPU_ROLES].sort());
+    expect(gpu.services.generator.build.dockerfile).toBe('Dockerfile.gpu');
+    for (const role of GPU_ROLES) {
+      const s = gpu.services[role];
+      expect(s.image, role).not.toBe(services['intake-api'].image);
+      expect(s.deploy.resources.reservations.devices[0]).toMatchObject({ driver: 'nvidia', count: 1, capabilities: ['gpu'] });
+      expect(s.environment.REQUIRE_EXECUTION_PROVIDER).toBe('cuda');
+      expect(s.environment.EXECUTION_PROVIDERS.split(',')).toContain('cuda');
+      for (const name of Object.keys(s.environment)) expect(codeReads(name), `${role}: ${name}`).toBe(true);
+    }
+  });
+});
+
+describe('Dockerfiles', () => {
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  for (const file of ['Dockerfile', 'Dockerfile.gpu']) {
+    const text = readFileSync(join(ROOT, file), 'utf8').replace(/\\\n/g, ' ');
+    const lines = text.split('\n').map((l) => l.trim());
+    const stages = lines.filter((l) => l.startsWith('FROM '));
+
+    it(`${file}: multi-stage on a current Node LTS, production dependencies only, non-root`, () => {
+      expect(stages.length).toBeGreaterThanOrEqual(2);
+      for (const from of stages.filter((l) => /FROM node:/.test(l))) expect(from).toMatch(/FROM node:(24|22)-/);
+      expect(text).toMatch(/npm run build/);
+      expect(text).toMatch(/npm prune --omit=dev/);
+      expect(lines.filter((l) => l.startsWith('USER ')).pop()).toBe('USER node');
+      expect(text).not.toContain('@swc-node/register');
+    });
+
+    it(`${file}: every path it copies from the context exists and is not excluded by .dockerignore`, () => {
+      const copies = lines.filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
+      expect(copies.length).toBeGreaterThan(3);
+      for (const copy of copies) {
+        const sources = copy.split(/\s+/).slice(1, -1);
+        for (const src of sources) {
+          expect(existsSync(join(ROOT, src)), `${file}: ${copy}`).toBe(true);
+          expect(ignored.includes(src) || ignored.includes(src.split('/')[0]), `${file}: ${src} is in .dockerignore`).toBe(false);
+        }
+      }
+      expect(copies.some((c) => /^COPY config config$/.test(c)), 'the fitted config/').toBe(true);
+    });
+
+    it(`${file}: its command is a compiled entry point and the env it sets is read by the code`, () => {
+      const cmd = JSON.parse(lines.filter((l) => l.startsWith('CMD ')).pop()!.slice(4)) as string[];
+      expectCompiledEntry(cmd, /dist\/apps\/([a-z-]+)\/src\/main\.js/.exec(cmd[1])![1]);
+      const env = [...text.matchAll(/^ENV (.+)$/gm)].flatMap((m) => [...m[1].matchAll(/([A-Z_][A-Z0-9_]*)=(\S*)/g)].map((v) => [v[1], v[2]]));
+      for (const [name] of env) expect(codeReads(name) || PLATFORM_ENV.has(name), `${file}: ${name}`).toBe(true);
+      expect(imagePathOf(Object.fromEntries(env).ETA_CONFIG)).toBe('config/eta.json');
+    });
+  }
 });
