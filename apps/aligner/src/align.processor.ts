@@ -4,13 +4,10 @@ import type { Job } from 'bullmq';
 import { ModerationError, type StageJob, type Verdict } from '@libs/contracts';
 import { stageWorkerOptions } from '@libs/queue';
 import { BLOB_STORE, VERDICT_STORE, type BlobStore, type VerdictStore } from '@libs/storage';
-import { finishVerdict, StageWorkerHost } from '@libs/worker';
-import { classifyEngineError, loadImage } from '../../generator/src/generation.service';
+import type { VlmEngine } from '@libs/vlm';
+import { classifyEngineError, finishVerdict, loadImage, REVISION_PROFILES, StageWorkerHost, VLM_ENGINE, type RevisionProfiles } from '@libs/worker';
 import { ANSWER_ALIGNER, type AnswerAligner } from './answer-aligner';
 import { ALIGNER_CONFIG, type AlignerConfig } from './config';
-import { REVISION_PROFILES, type RevisionProfiles } from '../../generator/src/revision-profiles';
-import { VLM_ENGINE } from '../../generator/src/vlm-engine.provider';
-import type { VlmEngine } from '@libs/vlm';
 import { createHash } from 'node:crypto';
 
 /** A seed from the job id: a retried alignment samples the same candidates and reaches the same answer. */

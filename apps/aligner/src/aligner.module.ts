@@ -2,8 +2,7 @@ import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutd
 import { StageQueuesModule } from '@libs/queue';
 import { StorageModule } from '@libs/storage';
 import type { VlmEngine } from '@libs/vlm';
-import { VLM_ENGINE, VlmEngineCloser, vlmEngineProvider } from '../../generator/src/vlm-engine.provider';
-import { revisionProfilesProvider } from '../../generator/src/revision-profiles';
+import { revisionProfilesProvider, VLM_ENGINE, VlmEngineCloser, vlmEngineProvider } from '@libs/worker';
 import { AlignProcessor } from './align.processor';
 import { ANSWER_ALIGNER, type AnswerAligner } from './answer-aligner';
 import { ALIGNER_CONFIG, alignerConfigFromEnv, type AlignerConfig } from './config';

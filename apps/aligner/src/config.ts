@@ -1,6 +1,10 @@
-import { alignerConfigFromEnv as safetyAlignerConfigFromEnv, type AlignerConfig as BestOfNConfig } from '@libs/safety';
-import { evaluatorConfigFromEnv, type EvaluatorConfig } from '../../evaluator/src/config';
-import { executionProvidersFromEnv, GENERATOR_ENV, DEFAULT_VLM_PACK_DIR } from '../../generator/src/config';
+import {
+  alignerConfigFromEnv as safetyAlignerConfigFromEnv,
+  evaluatorConfigFromEnv,
+  type AlignerConfig as BestOfNConfig,
+  type EvaluatorConfig,
+} from '@libs/safety';
+import { DEFAULT_VLM_PACK_DIR, executionProvidersFromEnv, VLM_ENV } from '@libs/worker';
 
 /**
  * Env of the aligner role: the VLM's (VLM_PACK_DIR, EXECUTION_PROVIDERS), the evaluator's (CLIP_PACK_DIR,
@@ -24,9 +28,9 @@ export interface AlignerConfig {
 export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
 
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
-  const threads = env[GENERATOR_ENV.intraOpThreads];
+  const threads = env[VLM_ENV.intraOpThreads];
   return {
-    packDir: env[GENERATOR_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
+    packDir: env[VLM_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
     executionProviders: executionProvidersFromEnv(env),
     intraOpNumThreads: threads ? Number(threads) : undefined,
     evaluator: evaluatorConfigFromEnv(env),

@@ -1,11 +1,11 @@
 /**
- * Binds the AnswerAligner port to @libs/safety's BestOfNAligner, with the evaluator role's EtaEvaluator binding.
+ * Binds the AnswerAligner port to @libs/safety's BestOfNAligner, scored by the same EtaEvaluator binding as the
+ * evaluator role's (@libs/safety's openSafetyEvaluator).
  * The one place that knows the safety library's aligner API.
  */
 import { Logger } from '@nestjs/common';
-import { BestOfNAligner, sentenceEndTokenIds } from '@libs/safety';
+import { BestOfNAligner, openSafetyEvaluator, sentenceEndTokenIds } from '@libs/safety';
 import type { VlmEngine } from '@libs/vlm';
-import { openSafetyEvaluator } from '../../evaluator/src/safety-evaluator.adapter';
 import type { AlignedAnswer, AnswerAligner } from './answer-aligner';
 import type { AlignerConfig } from './config';
 

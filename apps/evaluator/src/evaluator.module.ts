@@ -1,11 +1,11 @@
 import { Inject, Injectable, Module, type DynamicModule, type OnApplicationShutdown } from '@nestjs/common';
 import { StageQueuesModule } from '@libs/queue';
+import { openSafetyEvaluator } from '@libs/safety';
 import { StorageModule } from '@libs/storage';
 import { ANSWER_EVALUATOR, type AnswerEvaluator } from './answer-evaluator';
 import { EVALUATOR_CONFIG, evaluatorConfigFromEnv, type EvaluatorConfig } from './config';
 import { EvaluateProcessor } from './evaluate.processor';
 import { EvaluationService } from './evaluation.service';
-import { openSafetyEvaluator } from './safety-evaluator.adapter';
 
 @Injectable()
 class AnswerEvaluatorCloser implements OnApplicationShutdown {
@@ -24,7 +24,7 @@ export class EvaluatorModule {
       imports: [StageQueuesModule.register(['evaluate', 'align'], env), StorageModule.register(env)],
       providers: [
         { provide: EVALUATOR_CONFIG, useValue: evaluatorConfigFromEnv(env) },
-        { provide: ANSWER_EVALUATOR, inject: [EVALUATOR_CONFIG], useFactory: (c: EvaluatorConfig) => openSafetyEvaluator(c) },
+        { provide: ANSWER_EVALUATOR, inject: [EVALUATOR_CONFIG], useFactory: (c: EvaluatorConfig): Promise<AnswerEvaluator> => openSafetyEvaluator(c) },
         AnswerEvaluatorCloser,
         EvaluationService,
         EvaluateProcessor,

@@ -1,12 +1,10 @@
-/** Env variables of the generator role. */
-export const GENERATOR_ENV = {
-  packDir: 'VLM_PACK_DIR',
-  executionProviders: 'EXECUTION_PROVIDERS',
-  maxNewTokens: 'GENERATOR_MAX_NEW_TOKENS',
-  intraOpThreads: 'ORT_INTRA_OP_THREADS',
-} as const;
+import { DEFAULT_VLM_PACK_DIR, executionProvidersFromEnv, VLM_ENV } from '@libs/worker';
 
-export const DEFAULT_VLM_PACK_DIR = 'models/factory-vlm';
+/** Env variables of the generator role: the VLM engine's (@libs/worker) and the answer length. */
+export const GENERATOR_ENV = {
+  ...VLM_ENV,
+  maxNewTokens: 'GENERATOR_MAX_NEW_TOKENS',
+} as const;
 
 export interface GeneratorConfig {
   packDir: string;
@@ -17,10 +15,6 @@ export interface GeneratorConfig {
 }
 
 export const GENERATOR_CONFIG = Symbol('GENERATOR_CONFIG');
-
-export function executionProvidersFromEnv(env: NodeJS.ProcessEnv): string[] {
-  return (env[GENERATOR_ENV.executionProviders] || 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
-}
 
 export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): GeneratorConfig {
   const max = env[GENERATOR_ENV.maxNewTokens];

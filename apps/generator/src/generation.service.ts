@@ -1,10 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ModerationError, type StageJob } from '@libs/contracts';
+import type { StageJob } from '@libs/contracts';
 import { BLOB_STORE, type BlobStore } from '@libs/storage';
 import type { VlmEngine } from '@libs/vlm';
+import { classifyEngineError, loadImage, REVISION_PROFILES, VLM_ENGINE, type RevisionProfiles } from '@libs/worker';
 import { GENERATOR_CONFIG, type GeneratorConfig } from './config';
-import { REVISION_PROFILES, type RevisionProfiles } from './revision-profiles';
-import { VLM_ENGINE } from './vlm-engine.provider';
 
 export interface GeneratedAnswer {
   answer: string;
@@ -49,22 +48,4 @@ export class GenerationService {
       finishReason: result.finishReason,
     };
   }
-}
-
-/** The job's image from the blob store; a missing blob is bad data (it will not appear on a retry). */
-export async function loadImage(blobs: BlobStore, sha?: string): Promise<Uint8Array | undefined> {
-  if (!sha) return undefined;
-  const bytes = await blobs.get(sha);
-  if (!bytes) throw new ModerationError('blob_missing', `image ${sha} is not in the blob store`);
-  return bytes;
-}
-
-/**
- * Bad data arrives typed: the image decode (@libs/imaging) throws ModerationError('image_undecodable') on any
- * failure of sharp, and the engine thread hands ModerationErrors back as such. Anything else (out of memory, a
- * dead engine thread) is a fault that may pass on a retry.
- */
-export function classifyEngineError(err: unknown, fallback: 'generation_failed' | 'alignment_failed' | 'evaluation_failed'): Error {
-  if (err instanceof ModerationError) return err;
-  return new ModerationError(fallback, err instanceof Error ? err.message : String(err));
 }

@@ -4,8 +4,7 @@ import { StorageModule } from '@libs/storage';
 import { GENERATOR_CONFIG, generatorConfigFromEnv, type GeneratorConfig } from './config';
 import { GenerateProcessor } from './generate.processor';
 import { GenerationService } from './generation.service';
-import { revisionProfilesProvider } from './revision-profiles';
-import { VlmEngineCloser, vlmEngineProvider } from './vlm-engine.provider';
+import { revisionProfilesProvider, VlmEngineCloser, vlmEngineProvider } from '@libs/worker';
 
 /** The generator role: consumes `generate`, produces `evaluate`. */
 @Module({})

@@ -3,3 +3,4 @@ export * from './thresholds';
 export * from './eta-evaluator';
 export * from './best-of-n-aligner';
 export * from './sentence-ends';
+export * from './safety-evaluator';

@@ -1,15 +1,47 @@
 /**
- * Binds the AnswerEvaluator port to @libs/safety's EtaEvaluator (real CLIP + reward packs, thresholds from
- * ETA_* env or the reference defaults). The one place that knows the safety library's evaluator API.
+ * ETA's evaluator on real CLIP + reward packs, thresholds from ETA_* env or the reference defaults: what the
+ * evaluator role binds to its AnswerEvaluator port and the aligner scores its candidates with.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
-import { EtaEvaluator, etaDecision } from '@libs/safety';
 import { openClassifier, openClip, type ClipEmbedder } from '@libs/vlm';
-import type { AnswerEvaluation, AnswerEvaluator } from './answer-evaluator';
-import type { EvaluatorConfig } from './config';
+import { etaConfigFromEnv, type EtaConfig, type EtaPolicy } from './config';
+import { EtaEvaluator, etaDecision } from './eta-evaluator';
+
+/** Env variables of the evaluator packs (the evaluator and aligner roles read the same). */
+export const EVALUATOR_ENV = {
+  clipPackDir: 'CLIP_PACK_DIR',
+  rewardPackDir: 'REWARD_PACK_DIR',
+  executionProviders: 'EXECUTION_PROVIDERS',
+} as const;
+
+export const DEFAULT_CLIP_PACK_DIR = 'models/factory-clip';
+export const DEFAULT_REWARD_PACK_DIR = 'models/factory-guard';
+
+export interface EvaluatorConfig {
+  clipPackDir: string;
+  rewardPackDir: string;
+  executionProviders: string[];
+  eta: EtaConfig;
+}
+
+export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EvaluatorConfig {
+  return {
+    clipPackDir: env[EVALUATOR_ENV.clipPackDir] || DEFAULT_CLIP_PACK_DIR,
+    rewardPackDir: env[EVALUATOR_ENV.rewardPackDir] || DEFAULT_REWARD_PACK_DIR,
+    executionProviders: (env[EVALUATOR_ENV.executionProviders] || 'cpu').split(',').map((s) => s.trim()).filter(Boolean),
+    eta: etaConfigFromEnv(env),
+  };
+}
+
+export interface SafetyEvaluation {
+  scores: { image_risk: number | null; answer_safety: number | null };
+  thresholds: { image_risk: number; answer_safety: number };
+  /** Whether the job goes to the aligner, under the job's policy. */
+  flagged: boolean;
+}
 
 /** Name and content fingerprint of a model pack, from its manifest of file hashes. */
 export function packIdentity(dir: string): { name: string; fingerprint: string } {
@@ -21,7 +53,11 @@ export function packIdentity(dir: string): { name: string; fingerprint: string }
   }
 }
 
-export interface SafetyEvaluator extends AnswerEvaluator {
+export interface SafetyEvaluator {
+  evaluate(input: { prompt: string; image?: Uint8Array; answer: string; policy: EtaPolicy }): Promise<SafetyEvaluation>;
+  /** The scoring models and the version of the policy (thresholds included) verdicts are judged under. */
+  describe(): { name: string; fingerprint: string; policyVersion: string };
+  close(): Promise<void>;
   readonly eta: EtaEvaluator;
   readonly clip: ClipEmbedder;
 }
@@ -44,7 +80,7 @@ export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<Safe
   return {
     eta,
     clip,
-    async evaluate({ image, answer, policy }): Promise<AnswerEvaluation> {
+    async evaluate({ image, answer, policy }): Promise<SafetyEvaluation> {
       const r = await eta.evaluate({ image, answer });
       // The job's policy (fixed at intake) decides, not the process default, so a rollout never re-judges queued jobs.
       const decision = etaDecision(r.scores.image_risk, r.scores.answer_safety, { ...eta.config, policy });
