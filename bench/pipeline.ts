@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 import type { Verdict } from '@libs/contracts';
 import { DEFAULT_REDIS_URL } from '@libs/queue';
-import { startLocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline } from '../test/harness/local-pipeline';
 
 function arg(argv: string[], name: string, fallback: number): number {
   const i = argv.indexOf(`--${name}`);

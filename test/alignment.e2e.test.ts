@@ -3,7 +3,7 @@
  * (Its own file: one VLM engine per test process.)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pollBatch, startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { pollBatch, startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { client, REDIS_URL, solidPng, TINY_PACKS_ENV } from './support';
 
 describe('pipeline with thresholds that flag everything', () => {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '@libs/contracts';
 import { sha256Hex } from '@libs/storage';
-import { deleteKeys, freePort } from '../apps/modctl/src/commands/demo';
+import { deleteKeys, freePort } from '@libs/queue';
 import { ROOT, spawnRole, type RoleProcess } from './harness/processes';
 import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 

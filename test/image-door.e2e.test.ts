@@ -10,7 +10,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModerationError, type Verdict } from '@libs/contracts';
 import { ClipImageProcessor, Idefics3ImageProcessor } from '@libs/vlm';
-import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { client, form, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 
 const ROOT = join(__dirname, '..');

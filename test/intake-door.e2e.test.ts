@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { redisOptions } from '@libs/queue';
-import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { jsonDepthExceeds } from '../apps/intake-api/src/json-depth';
 import { codePointsOver, isInvisible } from '../apps/intake-api/src/text-checks';
 import { intakeBodyLimits } from '../apps/intake-api/src/body-limits';

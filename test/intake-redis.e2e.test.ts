@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { redisOptions } from '@libs/queue';
 import { sha256Hex } from '@libs/storage';
-import { startLocalPipeline, startPrivateRedis, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, startPrivateRedis, type LocalPipeline } from './harness/local-pipeline';
 import { createIntakeApp } from '../apps/intake-api/src/app';
 import { client, REDIS_URL, solidPng, waitFor } from './support';
 

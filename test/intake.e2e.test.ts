@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { redisOptions } from '@libs/queue';
 import { sha256Hex } from '@libs/storage';
-import { startLocalPipeline, startPrivateRedis, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, startPrivateRedis, type LocalPipeline } from './harness/local-pipeline';
 import { createIntakeApp } from '../apps/intake-api/src/app';
 import { client, form, noisyPng, queuedJobs, REDIS_URL, solidPng } from './support';
 

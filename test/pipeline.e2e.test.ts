@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import { VerdictSchema, type Verdict } from '@libs/contracts';
 import { redisOptions } from '@libs/queue';
-import { pollBatch, readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { pollBatch, readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import type { VlmEngine } from '@libs/vlm';
-import { VLM_ENGINE } from '../apps/generator/src/vlm-engine.provider';
+import { VLM_ENGINE } from '@libs/worker';
 import { client, form, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 
 const SAMPLES = join(__dirname, '..', 'samples', 'demo-batch');

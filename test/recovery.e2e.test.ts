@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Verdict } from '@libs/contracts';
 import { redisOptions, stageWorkerOptions } from '@libs/queue';
-import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { spawnRole, type RoleProcess } from './harness/processes';
 import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 

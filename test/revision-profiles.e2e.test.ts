@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '@libs/contracts';
-import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { REDIS_URL, TINY_PACKS_ENV, client, waitFor } from './support';
 
 const PROFILES = resolve(__dirname, '../config/profiles.example.json');

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Queue } from 'bullmq';
 import type { Verdict } from '@libs/contracts';
 import { redisOptions } from '@libs/queue';
-import { startLocalPipeline, type LocalPipeline } from '../apps/modctl/src/commands/demo';
+import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
 
 const ROOT = join(__dirname, '..');

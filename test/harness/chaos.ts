@@ -18,8 +18,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import type { Stage, Verdict } from '@libs/contracts';
-import { redisOptions, verdictKeys } from '@libs/queue';
-import { freePort } from '../../apps/modctl/src/commands/demo';
+import { freePort, redisOptions, verdictKeys } from '@libs/queue';
 import { spawnRole, startAofRedis, type AofRedis, type RoleProcess, type WorkerRoleName } from './processes';
 
 export interface ChaosOptions {

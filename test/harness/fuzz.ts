@@ -16,8 +16,8 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import type { Stage } from '@libs/contracts';
-import { redisOptions, verdictKeys } from '@libs/queue';
-import { deleteKeys, freePort } from '../../apps/modctl/src/commands/demo';
+import { deleteKeys, freePort, redisOptions, verdictKeys } from '@libs/queue';
+import { seededRandom } from '@libs/vlm';
 import { peakRssBytes, spawnRole } from './processes';
 
 export interface FuzzRequest {
@@ -79,18 +79,6 @@ export interface FuzzReport {
   intakeExit?: string;
 }
 
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer | string }[], boundary = `----fuzz${randomBytes(8).toString('hex')}`) {
   const chunks: Buffer[] = [];
   for (const p of parts) {
@@ -126,7 +114,7 @@ const MUST_REFUSE: Record<string, string> = {
 
 /** The request mix. Weights decide each class's share of the count; huge bodies are capped by `hugeCount`. */
 async function buildRequests(o: FuzzOptions, keys: { api: string; admin: string }): Promise<FuzzRequest[]> {
-  const rnd = prng(o.seed);
+  const rnd = seededRandom(o.seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)];
   const img = await images();
   const bearer = { authorization: `Bearer ${keys.api}` };

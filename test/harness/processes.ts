@@ -8,8 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { redisOptions } from '@libs/queue';
-import { freePort } from '../../apps/modctl/src/commands/demo';
+import { freePort, redisOptions } from '@libs/queue';
 
 export const ROOT = join(__dirname, '..', '..');
 

@@ -5,3 +5,4 @@ export * from './failures';
 export * from './stage-queues.module';
 export * from './producer-connection';
 export * from './backlog';
+export * from './local-redis';

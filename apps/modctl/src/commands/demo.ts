@@ -2,227 +2,70 @@
  * `npm run demo`: every role against REDIS_URL (a private redis-server when nothing answers and one is on the
  * PATH), the shipped sample batch posted through the HTTP API as multipart, polled, and printed as a table.
  * The roles run in this process as separate Nest apps; the VLM engines run on worker threads.
+ *
+ * modctl is the operator CLI that composes roles: this command is the one place in apps/ that imports other apps,
+ * and only through their public entries (apps/<role>/src/index.ts; the lint rule allows nothing deeper).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { Redis } from 'ioredis';
-import type { BatchAccepted, BatchStatus, Verdict, VerdictPage } from '@libs/contracts';
-import { DEFAULT_REDIS_URL, redisOptions } from '@libs/queue';
+import type { BatchAccepted, Verdict } from '@libs/contracts';
+import { DEFAULT_REDIS_URL, deleteKeys, redisAnswers, startPrivateRedis, type PrivateRedis } from '@libs/queue';
 import { sha256Hex } from '@libs/storage';
-import { createIntakeApp } from '../../../intake-api/src/app';
-import { GeneratorModule } from '../../../generator/src/generator.module';
-import { EvaluatorModule } from '../../../evaluator/src/evaluator.module';
-import { AlignerModule } from '../../../aligner/src/aligner.module';
+import { createIntakeApp } from '../../../intake-api/src';
+import { GeneratorModule } from '../../../generator/src';
+import { EvaluatorModule } from '../../../evaluator/src';
+import { AlignerModule } from '../../../aligner/src';
+import { pollBatch, readSampleBatch, sampleBatchForm } from '../sample-batch';
 
 export const summary = 'run every role locally, moderate the sample batch through the HTTP API, print verdicts';
 
-export type Role = 'intake' | 'generator' | 'evaluator' | 'aligner';
-
-export interface LocalPipeline {
+interface Roles {
   url: string;
   apiKey: string;
-  adminKey: string;
-  env: NodeJS.ProcessEnv;
-  blobDir: string;
-  apps: Partial<Record<Role, INestApplicationContext>>;
-  /** Starts a worker role later (e.g. after jobs were queued), under the same prefix and blob directory. */
-  startRole(role: Exclude<Role, 'intake'>): Promise<INestApplicationContext>;
-  /** Closes the roles (workers drain first), then deletes every key under the pipeline's prefix. */
-  close(options?: { keepKeys?: boolean }): Promise<void>;
+  close(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function redisAnswers(url: string): Promise<boolean> {
-  const redis = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-/** A throwaway redis-server (no persistence) on a free port. */
-export async function startPrivateRedis(
-  options: { /** Reuse a port (e.g. to restart a stopped server). */ port?: number; /** Extra redis-server arguments, e.g. ['--maxmemory', '4mb']. */ args?: string[] } = {},
-): Promise<{ url: string; port: number; process: ChildProcess; stop(): Promise<void> }> {
-  const port = options.port ?? (await freePort());
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', ...(options.args ?? [])];
-  const child = spawn('redis-server', args, {
-    stdio: 'ignore',
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 100 && !(await redisAnswers(url)); i++) await new Promise((r) => setTimeout(r, 50));
-  return {
-    url,
-    port,
-    process: child,
-    stop: () =>
-      new Promise<void>((done) => {
-        if (child.exitCode !== null) return done();
-        child.once('exit', () => done());
-        child.kill('SIGCONT'); // a server a test paused (SIGSTOP) handles SIGTERM only once it runs again
-        child.kill('SIGTERM');
-      }),
-  };
-}
-
-/** Deletes every key under a prefix (SCAN, never KEYS: the Redis may be shared). */
-export async function deleteKeys(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisOptions(redisUrl));
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/([*?[\]])/g, '\\$1')}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    redis.disconnect();
-  }
-}
-
-const ROLE_MODULES = {
-  generator: (env: NodeJS.ProcessEnv) => GeneratorModule.register(env),
-  evaluator: (env: NodeJS.ProcessEnv) => EvaluatorModule.register(env),
-  aligner: (env: NodeJS.ProcessEnv) => AlignerModule.register(env),
-};
-
-/**
- * Starts the chosen roles in this process under their own key prefix, blob directory and API keys. Used by the
- * demo, the end-to-end tests and the pipeline benchmark.
- */
-export async function startLocalPipeline(
-  options: { env?: NodeJS.ProcessEnv; roles?: Role[]; quiet?: boolean; /** More tenants: name -> plain key. */ tenants?: Record<string, string> } = {},
-): Promise<LocalPipeline> {
-  const roles = options.roles ?? ['intake', 'generator', 'evaluator', 'aligner'];
+/** Every role in this process under its own key prefix, blob directory and API key; workers first, so their engines load while nothing waits. */
+async function startRoles(redisUrl: string, quiet: boolean): Promise<Roles> {
   const apiKey = `demo-${randomBytes(16).toString('hex')}`;
-  const adminKey = `admin-${randomBytes(16).toString('hex')}`;
   const blobDir = mkdtempSync(join(tmpdir(), 'mod-blobs-'));
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     QUEUE_PREFIX: `{demo${randomBytes(4).toString('hex')}}`,
     BLOB_DIR: blobDir,
-    API_KEYS: [`demo:${sha256Hex(apiKey)}`, ...Object.entries(options.tenants ?? {}).map(([name, key]) => `${name}:${sha256Hex(key)}`)].join(','),
-    ADMIN_API_KEY_SHA256: sha256Hex(adminKey),
-    ...options.env,
+    API_KEYS: `demo:${sha256Hex(apiKey)}`,
+    ADMIN_API_KEY_SHA256: sha256Hex(`admin-${randomBytes(16).toString('hex')}`),
+    REDIS_URL: redisUrl,
   };
-  const logger = options.quiet ? (['error'] as const) : (['error', 'warn', 'log'] as const);
-  const apps: LocalPipeline['apps'] = {};
-  let url = '';
+  const logger = quiet ? (['error'] as const) : (['error', 'warn', 'log'] as const);
+  const workers: INestApplicationContext[] = [];
+  let intake: INestApplicationContext | undefined;
+  const close = async () => {
+    // Workers drain before the intake closes; each closes its own queues and Redis connections.
+    await Promise.allSettled(workers.map((a) => a.close()));
+    await intake?.close();
+    await deleteKeys(redisUrl, env.QUEUE_PREFIX!);
+    rmSync(blobDir, { recursive: true, force: true });
+  };
   try {
-    // Workers first: their engines load while nothing waits on them yet.
     await Promise.all(
-      (['generator', 'evaluator', 'aligner'] as const)
-        .filter((r) => roles.includes(r))
-        .map(async (role) => {
-          apps[role] = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger], abortOnError: false });
-        }),
+      [GeneratorModule.register(env), EvaluatorModule.register(env), AlignerModule.register(env)].map(async (module) => {
+        workers.push(await NestFactory.createApplicationContext(module, { logger: [...logger], abortOnError: false }));
+      }),
     );
-    if (roles.includes('intake')) {
-      const app: NestFastifyApplication = await createIntakeApp({ env, logger: [...logger] });
-      await app.listen(0, '127.0.0.1');
-      apps.intake = app;
-      url = await app.getUrl();
-      url = url.replace('[::1]', '127.0.0.1');
-    }
+    const app = await createIntakeApp({ env, logger: [...logger] });
+    await app.listen(0, '127.0.0.1');
+    intake = app;
+    const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+    return { url, apiKey, close };
   } catch (err) {
-    await Promise.allSettled(Object.values(apps).map((a) => a!.close()));
+    await close().catch(() => undefined);
     throw err;
   }
-  return {
-    url,
-    apiKey,
-    adminKey,
-    env,
-    blobDir,
-    apps,
-    async startRole(role) {
-      const app = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger], abortOnError: false });
-      apps[role] = app;
-      return app;
-    },
-    async close({ keepKeys = false } = {}) {
-      // Workers drain before the intake closes; each closes its own queues and Redis connections.
-      await Promise.allSettled(Object.entries(apps).filter(([r]) => r !== 'intake').map(([, a]) => a!.close()));
-      await apps.intake?.close();
-      if (!keepKeys) await deleteKeys(env.REDIS_URL || DEFAULT_REDIS_URL, env.QUEUE_PREFIX!);
-      rmSync(blobDir, { recursive: true, force: true });
-    },
-  };
-}
-
-interface SampleItem {
-  image?: string;
-  prompt: string;
-  expect?: string;
-  answer?: string;
-}
-
-export function readSampleBatch(dir: string): SampleItem[] {
-  return readFileSync(join(dir, 'batch.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as SampleItem);
-}
-
-/** The sample batch as one multipart request: an `items` field and one file per item, named in `file`. */
-export function sampleBatchForm(dir: string, items: SampleItem[]): FormData {
-  const form = new FormData();
-  form.append(
-    'items',
-    JSON.stringify(
-      items.map((item, i) => ({
-        prompt: item.prompt,
-        answer: item.answer,
-        metadata: { sample: item.image ?? null, expect: item.expect ?? null },
-        file: item.image ? `image_${i}` : undefined,
-      })),
-    ),
-  );
-  items.forEach((item, i) => {
-    if (item.image) form.append(`image_${i}`, new Blob([readFileSync(join(dir, item.image))], { type: 'image/png' }), item.image);
-  });
-  return form;
-}
-
-export async function pollBatch(url: string, apiKey: string, batchId: string, timeoutMs: number): Promise<Verdict[]> {
-  const headers = { authorization: `Bearer ${apiKey}` };
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = (await (await fetch(`${url}/v1/batches/${batchId}`, { headers })).json()) as BatchStatus;
-    if (status.done) break;
-    if (Date.now() > deadline) throw new Error(`batch ${batchId} not done after ${timeoutMs} ms: ${JSON.stringify(status.counts)}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  const verdicts: Verdict[] = [];
-  let cursor: string | null = null;
-  do {
-    const page = (await (await fetch(`${url}/v1/batches/${batchId}/verdicts?limit=50${cursor ? `&cursor=${cursor}` : ''}`, { headers })).json()) as VerdictPage;
-    verdicts.push(...page.data);
-    cursor = page.next_cursor;
-  } while (cursor);
-  return verdicts;
 }
 
 const excerpt = (s: string | null | undefined, n: number) => {
@@ -253,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
   const samplesDir = resolve(argv.find((a) => !a.startsWith('-')) ?? 'data/factorysafe/demo');
   let redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
-  let privateRedis: Awaited<ReturnType<typeof startPrivateRedis>> | undefined;
+  let privateRedis: PrivateRedis | undefined;
   if (!(await redisAnswers(redisUrl))) {
     console.log(`no Redis answers at ${redisUrl}; starting a private redis-server`);
     privateRedis = await startPrivateRedis().catch((err: Error) => {
@@ -262,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     redisUrl = privateRedis.url;
   }
   console.log(`Redis: ${redisUrl}`);
-  const pipeline = await startLocalPipeline({ env: { REDIS_URL: redisUrl }, quiet: !argv.includes('--verbose') });
+  const pipeline = await startRoles(redisUrl, !argv.includes('--verbose'));
   try {
     console.log(`roles up after ${Date.now() - started} ms; intake at ${pipeline.url}`);
     const items = readSampleBatch(samplesDir);

@@ -1,0 +1,2 @@
+/** The aligner role's public entry: its module factory, for whoever composes roles in one process (modctl demo, tests). */
+export { AlignerModule } from './aligner.module';

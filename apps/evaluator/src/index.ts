@@ -1,0 +1,2 @@
+/** The evaluator role's public entry: its module factory, for whoever composes roles in one process (modctl demo, tests). */
+export { EvaluatorModule } from './evaluator.module';
