@@ -5,7 +5,6 @@ import {
   ModerationError,
   type BatchAccepted,
   type JobAccepted,
-  type JobSubmission,
   type StageJob,
   type Verdict,
 } from '@libs/contracts';
