@@ -7,8 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
-import { freePort, redisOptions } from '@libs/queue';
+import { freePort, redisAnswers } from '@libs/queue';
 
 export const ROOT = join(__dirname, '..', '..');
 
@@ -122,19 +121,6 @@ export function peakRssBytes(pid: number): number | undefined {
     return m ? Number(m[1]) * 1024 : undefined;
   } catch {
     return undefined;
-  }
-}
-
-export async function redisAnswers(url: string): Promise<boolean> {
-  const redis = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
   }
 }
 

@@ -4,7 +4,7 @@ import {
   type AlignerConfig as BestOfNConfig,
   type EvaluatorConfig,
 } from '@libs/safety';
-import { DEFAULT_VLM_PACK_DIR, executionProvidersFromEnv, VLM_ENV } from '@libs/worker';
+import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
 
 /**
  * Env of the aligner role: the VLM's (VLM_PACK_DIR, EXECUTION_PROVIDERS), the evaluator's (CLIP_PACK_DIR,
@@ -18,6 +18,8 @@ export const DEFAULT_BLOCKED_ANSWER = "I can't help with that. If you have a que
 export interface AlignerConfig {
   packDir: string;
   executionProviders: string[];
+  /** The provider the sessions must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
+  requireExecutionProvider?: string;
   intraOpNumThreads?: number;
   evaluator: EvaluatorConfig;
   bestOfN: BestOfNConfig;
@@ -28,11 +30,12 @@ export interface AlignerConfig {
 export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
 
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
-  const threads = env[VLM_ENV.intraOpThreads];
+  const execution = executionFromEnv(env);
   return {
     packDir: env[VLM_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
-    executionProviders: executionProvidersFromEnv(env),
-    intraOpNumThreads: threads ? Number(threads) : undefined,
+    executionProviders: execution.executionProviders!,
+    requireExecutionProvider: execution.requireExecutionProvider,
+    intraOpNumThreads: execution.intraOpNumThreads,
     evaluator: evaluatorConfigFromEnv(env),
     bestOfN: safetyAlignerConfigFromEnv(env),
     blockedAnswer: env[ALIGNER_ENV.blockedAnswer] || DEFAULT_BLOCKED_ANSWER,

@@ -1,4 +1,4 @@
-import { DEFAULT_VLM_PACK_DIR, executionProvidersFromEnv, VLM_ENV } from '@libs/worker';
+import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
 
 /** Env variables of the generator role: the VLM engine's (@libs/worker) and the answer length. */
 export const GENERATOR_ENV = {
@@ -9,6 +9,8 @@ export const GENERATOR_ENV = {
 export interface GeneratorConfig {
   packDir: string;
   executionProviders: string[];
+  /** The provider the sessions must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
+  requireExecutionProvider?: string;
   /** Undefined: the pack's generation_config decides. */
   maxNewTokens?: number;
   intraOpNumThreads?: number;
@@ -18,11 +20,12 @@ export const GENERATOR_CONFIG = Symbol('GENERATOR_CONFIG');
 
 export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): GeneratorConfig {
   const max = env[GENERATOR_ENV.maxNewTokens];
-  const threads = env[GENERATOR_ENV.intraOpThreads];
+  const execution = executionFromEnv(env);
   return {
     packDir: env[GENERATOR_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
-    executionProviders: executionProvidersFromEnv(env),
+    executionProviders: execution.executionProviders!,
+    requireExecutionProvider: execution.requireExecutionProvider,
     maxNewTokens: max ? Number(max) : undefined,
-    intraOpNumThreads: threads ? Number(threads) : undefined,
+    intraOpNumThreads: execution.intraOpNumThreads,
   };
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
-import { openClassifier, openClip, type ClipEmbedder } from '@libs/vlm';
+import { EXECUTION_ENV, executionFromEnv, openClassifier, openClip, type ClipEmbedder } from '@libs/vlm';
 import { etaConfigFromEnv, type EtaConfig, type EtaPolicy } from './config';
 import { EtaEvaluator, etaDecision } from './eta-evaluator';
 
@@ -14,7 +14,8 @@ import { EtaEvaluator, etaDecision } from './eta-evaluator';
 export const EVALUATOR_ENV = {
   clipPackDir: 'CLIP_PACK_DIR',
   rewardPackDir: 'REWARD_PACK_DIR',
-  executionProviders: 'EXECUTION_PROVIDERS',
+  executionProviders: EXECUTION_ENV.providers,
+  requireExecutionProvider: EXECUTION_ENV.require,
 } as const;
 
 export const DEFAULT_CLIP_PACK_DIR = 'models/factory-clip';
@@ -24,14 +25,18 @@ export interface EvaluatorConfig {
   clipPackDir: string;
   rewardPackDir: string;
   executionProviders: string[];
+  /** The provider CLIP and the reward model must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
+  requireExecutionProvider?: string;
   eta: EtaConfig;
 }
 
 export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EvaluatorConfig {
+  const execution = executionFromEnv(env);
   return {
     clipPackDir: env[EVALUATOR_ENV.clipPackDir] || DEFAULT_CLIP_PACK_DIR,
     rewardPackDir: env[EVALUATOR_ENV.rewardPackDir] || DEFAULT_REWARD_PACK_DIR,
-    executionProviders: (env[EVALUATOR_ENV.executionProviders] || 'cpu').split(',').map((s) => s.trim()).filter(Boolean),
+    executionProviders: execution.executionProviders!,
+    requireExecutionProvider: execution.requireExecutionProvider,
     eta: etaConfigFromEnv(env),
   };
 }
@@ -63,7 +68,7 @@ export interface SafetyEvaluator {
 }
 
 export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<SafetyEvaluator> {
-  const options = { executionProviders: config.executionProviders };
+  const options = { executionProviders: config.executionProviders, requireExecutionProvider: config.requireExecutionProvider };
   const [clip, reward] = await Promise.all([openClip(config.clipPackDir, options), openClassifier(config.rewardPackDir, options)]);
   const eta = new EtaEvaluator({ clip, reward }, config.eta);
   const clipId = packIdentity(config.clipPackDir);

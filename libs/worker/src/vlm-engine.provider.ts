@@ -6,6 +6,8 @@ export const VLM_ENGINE = Symbol('VLM_ENGINE');
 export interface VlmEngineSettings {
   packDir: string;
   executionProviders: string[];
+  /** Opening fails when the sessions land on another provider (REQUIRE_EXECUTION_PROVIDER): the worker never starts. */
+  requireExecutionProvider?: string;
   intraOpNumThreads?: number;
 }
 
@@ -24,6 +26,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
         packDir: settings.packDir,
         thread: 'worker',
         executionProviders: settings.executionProviders,
+        requireExecutionProvider: settings.requireExecutionProvider,
         intraOpNumThreads: settings.intraOpNumThreads,
       });
       const info = engine.info();
