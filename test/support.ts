@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { Queue } from 'bullmq';
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
 import { DEFAULT_REDIS_URL, redisOptions } from '@libs/queue';
 import type { Stage } from '@libs/contracts';
 
@@ -34,8 +36,74 @@ export interface Reply<T = any> {
   body: T;
 }
 
-/** A small HTTP client for the intake API: JSON in, JSON (or text) out. */
-export function client(baseUrl: string, apiKey?: string) {
+type OpenApiDocument = { paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
+
+const documents = new Map<string, Promise<OpenApiDocument>>();
+const validators = new WeakMap<OpenApiDocument, Ajv>();
+
+/** The document a server serves, fetched once per base URL. */
+export function servedDocument(baseUrl: string): Promise<OpenApiDocument> {
+  let doc = documents.get(baseUrl);
+  if (!doc) {
+    doc = fetch(`${baseUrl}/openapi.json`).then(async (res) => {
+      if (res.status !== 200) throw new Error(`GET /openapi.json answered ${res.status}`);
+      return (await res.json()) as OpenApiDocument;
+    });
+    documents.set(baseUrl, doc);
+    doc.catch(() => documents.delete(baseUrl));
+  }
+  return doc;
+}
+
+/** The documented path template a request path matches (`/v1/jobs/abc` -> `/v1/jobs/{id}`), or undefined. */
+export function documentedPath(doc: OpenApiDocument, path: string): string | undefined {
+  const bare = path.split('?')[0];
+  return Object.keys(doc.paths).find((template) => new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(bare));
+}
+
+/**
+ * Checks one response against the document: the route and method are documented, the status is declared, and the
+ * body validates (ajv) against the schema declared for that status and content type. Returns what is wrong, or [].
+ * Paths the document does not describe (the docs UI, the queue dashboard) are not checked.
+ */
+export function responseProblems(doc: OpenApiDocument, method: string, path: string, status: number, contentType: string, body: unknown): string[] {
+  const template = documentedPath(doc, path);
+  if (!template) return [];
+  const operation = doc.paths[template][method.toLowerCase()];
+  if (!operation) return [`${method} ${template} is not documented`];
+  const response = operation.responses[String(status)];
+  if (!response) return [`${method} ${template} answered ${status}, which the document does not declare (it declares ${Object.keys(operation.responses).join(', ')})`];
+  const type = contentType.split(';')[0].trim().toLowerCase();
+  if (!response.content) return [];
+  if (!response.content[type]) return [`${method} ${template} ${status} answered ${type || 'no content type'}; the document declares ${Object.keys(response.content).join(', ')}`];
+  let ajv = validators.get(doc);
+  if (!ajv) {
+    ajv = new Ajv({ strict: false, allErrors: true });
+    addFormats(ajv);
+    ajv.addFormat('binary', true);
+    ajv.addSchema(doc as object, 'openapi');
+    validators.set(doc, ajv);
+  }
+  const pointer = ['paths', template, method.toLowerCase(), 'responses', String(status), 'content', type, 'schema']
+    .map((part) => part.replace(/~/g, '~0').replace(/\//g, '~1'))
+    .join('/');
+  const validate = ajv.getSchema(`openapi#/${pointer}`)!;
+  if (validate(body)) return [];
+  return (validate.errors ?? []).map((e) => `${method} ${template} ${status}: ${e.instancePath || '(body)'} ${e.message} ${JSON.stringify(e.params)}`);
+}
+
+export interface Reply<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+}
+
+/**
+ * A small HTTP client for the intake API: JSON in, JSON (or text) out. Every response to a documented route is
+ * checked against the served OpenAPI document (status declared, body valid); `validate: false` turns that off.
+ */
+export function client(baseUrl: string, apiKey?: string, options: { validate?: boolean } = {}) {
+  const validate = options.validate ?? true;
   const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply> => {
     const h: Record<string, string> = { ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}), ...headers };
     let payload: RequestInit['body'];
@@ -52,6 +120,10 @@ export function client(baseUrl: string, apiKey?: string) {
       parsed = JSON.parse(text);
     } catch {
       /* text body */
+    }
+    if (validate && path !== '/openapi.json') {
+      const problems = responseProblems(await servedDocument(baseUrl), method, path, res.status, res.headers.get('content-type') ?? '', parsed);
+      if (problems.length) throw new Error(`response does not match the OpenAPI document:\n${problems.join('\n')}\nbody: ${text.slice(0, 500)}`);
     }
     return { status: res.status, headers: res.headers, body: parsed };
   };

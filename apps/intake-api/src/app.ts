@@ -6,11 +6,11 @@ import { FastifyAdapter as BullBoardFastifyAdapter } from '@bull-board/fastify';
 import type { LoggerService, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ModerationError, openApiComponentSchemas } from '@libs/contracts';
+import { ModerationError, openApiDocument } from '@libs/contracts';
 import { StageDispatcher } from '@libs/queue';
 import { requireAdmin } from './auth';
 import { intakeBodyLimits } from './body-limits';
@@ -116,17 +116,16 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   // Nest routes fastify's own errors (body parsing, multipart limits) through this filter too, so every error has one shape.
   app.useGlobalFilters(new ErrorFilter((code) => metrics!.rejected.inc({ code })));
 
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('VLM moderation intake API')
-      .setDescription('Submit image + prompt jobs and batches; poll verdicts. Errors carry a machine-readable error.code.')
-      .setVersion('1')
-      .addApiKey({ type: 'apiKey', in: 'header', name: 'X-API-Key' }, 'api-key')
-      .build(),
-  );
-  document.components = { ...document.components, schemas: { ...(document.components?.schemas ?? {}), ...(openApiComponentSchemas() as Record<string, object>) } };
-  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'openapi.json' });
+  // The document is written by hand from the zod contracts (libs/contracts/src/openapi.ts), every status each route
+  // can answer included; `servers` is the address the document was fetched from.
+  const document = openApiDocument({ limits, metricsAuth: config.metricsAuth }) as unknown as OpenAPIObject;
+  SwaggerModule.setup('docs', app, document, {
+    jsonDocumentUrl: 'openapi.json',
+    patchDocumentOnRequest: (req, _res, doc) => {
+      const r = req as FastifyRequest;
+      return { ...doc, servers: [{ url: `${r.protocol}://${r.host}`, description: 'This intake API' }] };
+    },
+  });
 
   // The dashboard lives in its own encapsulated plugin whose onRequest hook checks the admin key: the hook runs for
   // every request the router matched to one of the dashboard's routes, whatever spelling of the path got it there

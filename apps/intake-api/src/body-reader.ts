@@ -126,6 +126,32 @@ function objectBody(body: unknown): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
+/** The fields each body takes (the OpenAPI document declares them with additionalProperties: false). */
+const JSON_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'image'] as const;
+const JSON_BATCH_FIELDS = ['items', 'metadata'] as const;
+const FORM_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata'] as const;
+const FORM_BATCH_FIELDS = ['items', 'metadata'] as const;
+const FORM_ITEM_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'file'] as const;
+
+/** Bodies are strict: a field the API does not define is refused, so a misspelt `propmt` is not silently dropped. */
+function refuseUnknown(names: Iterable<string>, allowed: readonly string[], where: string, item?: number): void {
+  for (const name of names) {
+    if (!allowed.includes(name)) {
+      throw new ModerationError('unknown_field', `${where} has no field "${name.slice(0, 100)}"; it takes ${allowed.join(', ')}`, {
+        field: name.slice(0, 100),
+        ...(item === undefined ? {} : { item }),
+      });
+    }
+  }
+}
+
+/** A JSON object of the named fields only. */
+function strictObject(raw: unknown, allowed: readonly string[], where: string, item?: number): Record<string, unknown> {
+  const body = objectBody(raw);
+  refuseUnknown(Object.keys(body), allowed, where, item);
+  return body;
+}
+
 /** One job from JSON (`image` as base64) or multipart (fields prompt, answer, profile, metadata; file `image`). */
 export async function readJob(req: FastifyRequest, limits: Limits): Promise<IntakeItem> {
   if (req.isMultipart()) {
@@ -136,6 +162,12 @@ export async function readJob(req: FastifyRequest, limits: Limits): Promise<Inta
       maxFieldBytes: body.jobField,
       tooManyFiles: () => new ModerationError('too_many_files', 'a job takes one image; use /v1/batches for several', { limit: 1 }),
     });
+    refuseUnknown(form.fields.keys(), FORM_JOB_FIELDS, 'a multipart job');
+    for (const file of form.files) {
+      if (file.field !== 'image') {
+        throw new ModerationError('unknown_field', `a multipart job takes its file in the field "image", not "${file.field.slice(0, 100)}"`, { field: file.field.slice(0, 100) });
+      }
+    }
     return {
       prompt: form.fields.get('prompt'),
       answer: form.fields.get('answer'),
@@ -145,7 +177,7 @@ export async function readJob(req: FastifyRequest, limits: Limits): Promise<Inta
     };
   }
   requireJson(req);
-  const body = objectBody(req.body);
+  const body = strictObject(req.body, JSON_JOB_FIELDS, 'a job');
   return { prompt: body.prompt, answer: body.answer, profile: body.profile, metadata: body.metadata, image: decodeBase64Image(body.image, limits, 0) };
 }
 
@@ -163,6 +195,7 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
       tooManyFiles: () =>
         new ModerationError('too_many_files', `a batch takes at most ${limits.maxBatchItems} files, one per item`, { limit: limits.maxBatchItems }),
     });
+    refuseUnknown(form.fields.keys(), FORM_BATCH_FIELDS, 'a multipart batch (files aside)');
     const rawItems = parseJsonField('items', form.fields.get('items'), limits);
     if (!Array.isArray(rawItems)) throw new ModerationError('invalid_request', 'multipart batches need a field "items" holding a JSON array');
     if (rawItems.length > limits.maxBatchItems) {
@@ -174,7 +207,7 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
       throw new ModerationError('invalid_request', `got ${form.files.length} files for ${rawItems.length} items; name each item's file in "file"`);
     }
     const items = rawItems.map((raw, i): IntakeItem => {
-      const item = objectBody(raw);
+      const item = strictObject(raw, FORM_ITEM_FIELDS, `item ${i} of a multipart batch`, i);
       let image: Uint8Array | undefined;
       if (named && item.file !== undefined) {
         image = byField.get(String(item.file));
@@ -188,13 +221,13 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
   }
   requireJson(req);
   const body = req.body;
-  const rawItems = Array.isArray(body) ? body : objectBody(body).items;
+  const rawItems = Array.isArray(body) ? body : strictObject(body, JSON_BATCH_FIELDS, 'a batch').items;
   if (!Array.isArray(rawItems)) throw new ModerationError('invalid_request', 'a batch is { items: [...] } or a JSON array');
   if (rawItems.length > limits.maxBatchItems) {
     throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, { limit: limits.maxBatchItems });
   }
   const items = rawItems.map((raw, i): IntakeItem => {
-    const item = objectBody(raw);
+    const item = strictObject(raw, JSON_JOB_FIELDS, `item ${i} of a batch`, i);
     return { prompt: item.prompt, answer: item.answer, profile: item.profile, metadata: item.metadata, image: decodeBase64Image(item.image, limits, i) };
   });
   return { items, metadata: Array.isArray(body) ? undefined : (body as Record<string, unknown>).metadata };

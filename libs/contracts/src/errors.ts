@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   not_found: 404,
   // Request shape and limits.
   invalid_request: 400,
+  /** A body field (JSON, a batch item, a multipart field) that the API does not define: bodies are strict. */
+  unknown_field: 400,
   request_too_large: 413,
   /** The request's headers are over the HTTP server's limit (Node's --max-http-header-size). */
   headers_too_large: 431,

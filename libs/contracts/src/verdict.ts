@@ -2,75 +2,100 @@ import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from './errors';
 import { ModerationIdSchema, PolicySchema, Sha256Schema } from './job';
 
-export const VerdictStatusSchema = z.enum(['queued', 'processing', 'succeeded', 'failed']);
+export const VerdictStatusSchema = z
+  .enum(['queued', 'processing', 'succeeded', 'failed'])
+  .describe('queued: waiting for a worker; processing: a stage is running; succeeded: final verdict; failed: see error');
 export type VerdictStatus = z.infer<typeof VerdictStatusSchema>;
 export const TERMINAL_STATUSES: ReadonlySet<VerdictStatus> = new Set(['succeeded', 'failed']);
 
-export const DecisionSchema = z.enum(['pass', 'aligned', 'blocked']);
+export const DecisionSchema = z
+  .enum(['pass', 'aligned', 'blocked'])
+  .describe('pass: the answer is safe as it is; aligned: the answer was rewritten by the aligner; blocked: refused');
 export type Decision = z.infer<typeof DecisionSchema>;
 
 export const ErrorCodeSchema = z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]);
 
-export const VerdictErrorSchema = z.object({
-  code: ErrorCodeSchema,
-  message: z.string(),
-  retryable: z.boolean(),
-  stage: z.enum(['generate', 'evaluate', 'align']).optional(),
-});
+export const VerdictErrorSchema = z
+  .object({
+    code: ErrorCodeSchema.describe('Machine-readable error code'),
+    message: z.string().describe('Human-readable explanation'),
+    retryable: z.boolean().describe('Whether the same job submitted again may succeed (false for faults of the input)'),
+    stage: z.enum(['generate', 'evaluate', 'align']).describe('The stage that failed').optional(),
+  })
+  .describe('Why a job failed');
 export type VerdictError = z.infer<typeof VerdictErrorSchema>;
 
 export const ScoresSchema = z
   .object({
     /** CLIP cosine between the image and the unsafe-content text (ETA pre-generation); null without an image. */
-    image_risk: z.number().nullable(),
+    image_risk: z.number().nullable().describe('CLIP cosine between the image and the unsafe-content text (ETA pre-generation); null without an image'),
     /** Reward-model score of the answer under the safety input format (ETA post-generation); higher is safer. */
-    answer_safety: z.number().nullable(),
+    answer_safety: z.number().nullable().describe('Reward-model score of the answer under the safety input format (ETA post-generation); higher is safer'),
   })
-  .catchall(z.number().nullable());
+  .catchall(z.number().nullable().describe('Further scores by name'))
+  .describe('Evaluator scores');
 export type Scores = z.infer<typeof ScoresSchema>;
 
 export const ThresholdsSchema = z
-  .object({ image_risk: z.number(), answer_safety: z.number() })
-  .catchall(z.number());
+  .object({
+    image_risk: z.number().describe('image_risk above this is risky'),
+    answer_safety: z.number().describe('answer_safety below this is unsafe'),
+  })
+  .catchall(z.number().describe('Further thresholds by name'))
+  .describe('The thresholds the scores were compared with');
 
 /** Milliseconds; `<stage>_wait_ms` is the time the job sat in that queue (the hop latency), `<stage>_ms` the run. */
-export const TimingsSchema = z.record(z.string(), z.number());
+export const TimingsSchema = z
+  .record(z.string(), z.number().describe('Milliseconds'))
+  .describe('Milliseconds: `<stage>_wait_ms` is the time the job sat in that queue, `<stage>_ms` the run, `total_ms` end to end');
 
-export const VerdictSchema = z.object({
-  id: ModerationIdSchema,
-  object: z.literal('moderation.verdict'),
-  status: VerdictStatusSchema,
-  decision: DecisionSchema.nullable(),
-  flagged: z.boolean().nullable(),
-  scores: ScoresSchema.nullable(),
-  thresholds: ThresholdsSchema.nullable(),
-  policy: PolicySchema,
-  policy_version: z.string().nullable(),
-  prompt: z.string(),
-  final_answer: z.string().nullable(),
-  /** The answer before alignment (generated, or supplied by the client). */
-  original_answer: z.string().nullable(),
-  revision: z.object({ profile: z.string(), artifact_sha256: Sha256Schema.nullable() }).nullable(),
-  aligner: z
-    .object({
-      n: z.number().int(),
-      /** Index of the chosen candidate at each sentence of the aligned answer. */
-      chosen: z.array(z.number().int()),
-      candidates_scored: z.number().int(),
-    })
-    .nullable(),
-  model: z.object({ name: z.string(), fingerprint: z.string() }).nullable(),
-  timings: TimingsSchema,
-  /** Stage runs started, retries and stall recoveries included. */
-  attempts: z.number().int().nonnegative(),
-  error: VerdictErrorSchema.nullable(),
-  created_at: z.string(),
-  completed_at: z.string().nullable(),
-  /** sha256 over the image bytes, the prompt and the supplied answer: lets clients de-duplicate. */
-  input_sha256: Sha256Schema,
-  image_sha256: Sha256Schema.nullable(),
-  profile: z.string(),
-  batch_id: ModerationIdSchema.nullable(),
-  metadata: z.record(z.string(), z.unknown()).nullable(),
-});
+export const VerdictSchema = z
+  .object({
+    id: ModerationIdSchema.describe('The job id'),
+    object: z.literal('moderation.verdict').describe('Always `moderation.verdict`'),
+    status: VerdictStatusSchema,
+    decision: DecisionSchema.nullable().describe('The moderation decision; null until the job succeeded'),
+    flagged: z.boolean().nullable().describe('Whether the evaluator flagged the job under the policy; null until evaluated'),
+    scores: ScoresSchema.nullable().describe('Evaluator scores; null until evaluated'),
+    thresholds: ThresholdsSchema.nullable().describe('Thresholds the scores were compared with; null until evaluated'),
+    policy: PolicySchema.describe('ETA policy: both (align when the image looks risky and the answer is flagged), either, or answer'),
+    policy_version: z.string().nullable().describe('Version of the evaluator policy and thresholds; null until evaluated'),
+    prompt: z.string().describe('The prompt as submitted'),
+    final_answer: z.string().nullable().describe('The answer to show: the original when it passed, else the aligned one; null until done'),
+    /** The answer before alignment (generated, or supplied by the client). */
+    original_answer: z.string().nullable().describe('The answer before alignment (generated, or supplied by the client); null until generated'),
+    revision: z
+      .object({
+        profile: z.string().describe('Revision profile applied while generating'),
+        artifact_sha256: Sha256Schema.nullable().describe('sha256 of the revision vectors artifact; null for the `none` profile'),
+      })
+      .nullable()
+      .describe('Activation revision used while generating; null when the answer was supplied or not generated yet'),
+    aligner: z
+      .object({
+        n: z.number().int().describe('Candidates per sentence (best-of-N)'),
+        /** Index of the chosen candidate at each sentence of the aligned answer. */
+        chosen: z.array(z.number().int()).describe('Index of the chosen candidate at each sentence of the aligned answer'),
+        candidates_scored: z.number().int().describe('Candidates scored in all'),
+      })
+      .nullable()
+      .describe('Alignment details; null when the answer was not aligned'),
+    model: z
+      .object({ name: z.string().describe('Model (pack) name'), fingerprint: z.string().describe('Fingerprint of the model files') })
+      .nullable()
+      .describe('The model that answered (or evaluated); null until a stage ran'),
+    timings: TimingsSchema,
+    /** Stage runs started, retries and stall recoveries included. */
+    attempts: z.number().int().nonnegative().describe('Stage runs started, retries and stall recoveries included'),
+    error: VerdictErrorSchema.nullable().describe('Why the job failed; null unless status is failed'),
+    created_at: z.string().describe('ISO 8601 time the job was accepted'),
+    completed_at: z.string().nullable().describe('ISO 8601 time the job succeeded or failed; null before'),
+    /** sha256 over the image bytes, the prompt and the supplied answer: lets clients de-duplicate. */
+    input_sha256: Sha256Schema.describe('sha256 over the image bytes, the prompt and the supplied answer: lets clients de-duplicate'),
+    image_sha256: Sha256Schema.nullable().describe('sha256 of the image bytes; null for a text-only job'),
+    profile: z.string().describe('The revision profile requested (`none` when absent)'),
+    batch_id: ModerationIdSchema.nullable().describe('The batch the job belongs to; null for a single job'),
+    metadata: z.record(z.string(), z.unknown()).nullable().describe('The job metadata as submitted; null when none'),
+  })
+  .describe('Status and verdict of one job');
 export type Verdict = z.infer<typeof VerdictSchema>;
