@@ -1,5 +1,4 @@
 import { Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
-import { ApiBody, ApiConsumes, ApiHeader, ApiOperation, ApiParam, ApiQuery, ApiResponse, ApiSecurity, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { ModerationError, type BatchAccepted, type BatchStatus, type JobAccepted, type Verdict, type VerdictPage } from '@libs/contracts';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
@@ -9,23 +8,15 @@ import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { checkId } from './ids';
 import { IntakeService } from './intake.service';
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const errors = [400, 401, 403, 404, 409, 413, 415, 422, 429].map((status) => ApiResponse({ status, description: 'error', schema: ref('ApiError') }));
-const idempotencyHeader = ApiHeader({
-  name: 'Idempotency-Key',
-  required: false,
-  description: 'The same key and body give the same job; the same key with another body is a 409',
-});
 function idempotencyKeyOf(req: FastifyRequest): string | undefined {
   const value = req.headers['idempotency-key'];
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
-const apply = (...decorators: MethodDecorator[]): MethodDecorator => (target, key, desc) => {
-  for (const d of decorators) d(target, key, desc);
-};
 
-@ApiTags('moderation')
-@ApiSecurity('api-key')
+/**
+ * The moderation routes. What they accept and answer is documented in `/openapi.json`, written from the zod
+ * contracts (libs/contracts openApiDocument) and checked against every response the tests see, not from decorators.
+ */
 @Controller('v1')
 export class JobsController {
   constructor(
@@ -36,11 +27,6 @@ export class JobsController {
 
   @Post('jobs')
   @HttpCode(202)
-  @ApiOperation({ summary: 'Submit one image + prompt (or an answer to moderate); returns the job id and its poll URL' })
-  @ApiConsumes('application/json', 'multipart/form-data')
-  @ApiBody({ schema: ref('JobSubmission') })
-  @ApiResponse({ status: 202, schema: ref('JobAccepted') })
-  @apply(idempotencyHeader, ...errors)
   async submitJob(
     @Req() req: FastifyRequest,
     @CurrentPrincipal() principal: Principal,
@@ -50,10 +36,6 @@ export class JobsController {
   }
 
   @Get('jobs/:id')
-  @ApiOperation({ summary: 'Status and verdict of one job' })
-  @ApiParam({ name: 'id' })
-  @ApiResponse({ status: 200, schema: ref('Verdict') })
-  @ApiResponse({ status: 404, schema: ref('ApiError') })
   async getJob(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<Verdict> {
     const stored = await this.verdicts.get(checkId('job', id));
     if (!stored || !canRead(principal, stored.tenant)) throw new ModerationError('not_found', `no job ${id}`);
@@ -62,11 +44,6 @@ export class JobsController {
 
   @Post('batches')
   @HttpCode(202)
-  @ApiOperation({ summary: 'Submit many items at once (JSON array, or multipart with an "items" field and many files)' })
-  @ApiConsumes('application/json', 'multipart/form-data')
-  @ApiBody({ schema: ref('BatchSubmission') })
-  @ApiResponse({ status: 202, schema: ref('BatchAccepted') })
-  @apply(idempotencyHeader, ...errors)
   async submitBatch(
     @Req() req: FastifyRequest,
     @CurrentPrincipal() principal: Principal,
@@ -77,9 +54,6 @@ export class JobsController {
   }
 
   @Get('batches/:id')
-  @ApiOperation({ summary: 'Counts of a batch by status' })
-  @ApiResponse({ status: 200, schema: ref('BatchStatus') })
-  @ApiResponse({ status: 404, schema: ref('ApiError') })
   async getBatch(@Param('id') id: string, @CurrentPrincipal() principal: Principal): Promise<BatchStatus> {
     const batch = await this.verdicts.batch(checkId('batch', id));
     if (!batch || !canRead(principal, batch.tenant)) throw new ModerationError('not_found', `no batch ${id}`);
@@ -95,10 +69,6 @@ export class JobsController {
   }
 
   @Get('batches/:id/verdicts')
-  @ApiOperation({ summary: 'Verdicts of a batch in submission order, cursor-paginated' })
-  @ApiQuery({ name: 'cursor', required: false })
-  @ApiQuery({ name: 'limit', required: false })
-  @ApiResponse({ status: 200, schema: ref('VerdictPage') })
   async getBatchVerdicts(
     @Param('id') id: string,
     @CurrentPrincipal() principal: Principal,

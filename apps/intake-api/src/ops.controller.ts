@@ -1,5 +1,4 @@
 import { Controller, Get, Header, Inject, Req, Res } from '@nestjs/common';
-import { ApiExcludeEndpoint, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { STORAGE_REDIS } from '@libs/storage';
@@ -7,7 +6,6 @@ import { Public, requireAdmin } from './auth';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { IntakeMetrics } from './metrics';
 
-@ApiTags('operations')
 @Public()
 @Controller()
 export class OpsController {
@@ -18,13 +16,11 @@ export class OpsController {
   ) {}
 
   @Get('healthz')
-  @ApiOperation({ summary: 'Liveness: the process answers' })
   healthz(): { status: string } {
     return { status: 'ok' };
   }
 
   @Get('readyz')
-  @ApiOperation({ summary: 'Readiness: Redis answers PING' })
   async readyz(@Res() reply: FastifyReply): Promise<void> {
     try {
       const pong = await Promise.race([
@@ -38,7 +34,6 @@ export class OpsController {
   }
 
   @Get('metrics')
-  @ApiExcludeEndpoint()
   @Header('Content-Type', 'text/plain; version=0.0.4')
   async prometheus(@Req() req: FastifyRequest): Promise<string> {
     // Checked on the matched route, so every spelling of the path that reaches this handler is checked.
