@@ -19,6 +19,7 @@ export default defineConfig({
       '@libs/safety': lib('safety'),
       '@libs/evaluation': lib('evaluation'),
       '@libs/imaging': lib('imaging'),
+      '@libs/settings': lib('settings'),
     },
   },
   test: {

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_QUEUE_PREFIX, STAGES, type Stage } from '@libs/contracts';
 import { kedaQueueKeys, LONGEST_JOB_SECONDS, queuePrefix } from '@libs/queue';
+import { SETTINGS } from '@libs/settings';
 import { DEFAULT_WORKER_HEALTH_PORT, WORKER_PROBE_PATHS } from '@libs/worker';
 import { DEFAULT_INTAKE_PORT } from '../apps/intake-api/src/config';
 
@@ -32,26 +33,9 @@ const ROLE_STAGE: Record<string, Stage> = { generator: 'generate', evaluator: 'e
 const GPU_ROLES = ['generator', 'aligner'];
 const ROLES = ['intake-api', ...Object.keys(ROLE_STAGE)];
 
-/** Every non-test TypeScript source the roles run. */
-const sources = (() => {
-  const out: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory() && e.name !== 'node_modules' && e.name !== 'test') walk(p);
-      else if (e.isFile() && p.endsWith('.ts') && !p.endsWith('.test.ts')) out.push(readFileSync(p, 'utf8'));
-    }
-  };
-  walk(join(ROOT, 'apps'));
-  walk(join(ROOT, 'libs'));
-  return out.join('\n');
-})();
-
-/** An env variable the code reads: its name appears as a string literal (or a `${stage}_` concatenation) in the sources. */
+/** An env variable the code reads: one of the settings table's (@libs/settings), which each role validates at start-up. */
 function codeReads(name: string): boolean {
-  if (sources.includes(`'${name}'`) || sources.includes(`"${name}"`) || sources.includes(`env.${name}`)) return true;
-  const stagePrefixed = /^(GENERATE|EVALUATE|ALIGN)_(.+)$/.exec(name);
-  return Boolean(stagePrefixed && sources.includes(`'${stagePrefixed[2]}'`));
+  return SETTINGS.some((s) => s.name === name);
 }
 
 /** Variables the runtime itself reads (Node, onnxruntime-node's installer). */

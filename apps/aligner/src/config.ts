@@ -4,6 +4,7 @@ import {
   type AlignerConfig as BestOfNConfig,
   type EvaluatorConfig,
 } from '@libs/safety';
+import { readSetting } from '@libs/settings';
 import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
 
 /**
@@ -32,12 +33,12 @@ export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
   const execution = executionFromEnv(env);
   return {
-    packDir: env[VLM_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
+    packDir: readSetting<string>(env, VLM_ENV.packDir) ?? DEFAULT_VLM_PACK_DIR,
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
     intraOpNumThreads: execution.intraOpNumThreads,
     evaluator: evaluatorConfigFromEnv(env),
     bestOfN: safetyAlignerConfigFromEnv(env),
-    blockedAnswer: env[ALIGNER_ENV.blockedAnswer] || DEFAULT_BLOCKED_ANSWER,
+    blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? DEFAULT_BLOCKED_ANSWER,
   };
 }

@@ -1,3 +1,4 @@
+import { readSetting } from '@libs/settings';
 import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
 
 /** Env variables of the generator role: the VLM engine's (@libs/worker) and the answer length. */
@@ -19,13 +20,12 @@ export interface GeneratorConfig {
 export const GENERATOR_CONFIG = Symbol('GENERATOR_CONFIG');
 
 export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): GeneratorConfig {
-  const max = env[GENERATOR_ENV.maxNewTokens];
   const execution = executionFromEnv(env);
   return {
-    packDir: env[GENERATOR_ENV.packDir] || DEFAULT_VLM_PACK_DIR,
+    packDir: readSetting<string>(env, GENERATOR_ENV.packDir) ?? DEFAULT_VLM_PACK_DIR,
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
-    maxNewTokens: max ? Number(max) : undefined,
+    maxNewTokens: readSetting<number>(env, GENERATOR_ENV.maxNewTokens),
     intraOpNumThreads: execution.intraOpNumThreads,
   };
 }

@@ -1,7 +1,8 @@
 import { ProfileCatalog } from '@libs/revision';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { limitsFromEnv, PolicySchema, type Limits, type Policy } from '@libs/contracts';
+import { limitsFromEnv, type Limits, type Policy } from '@libs/contracts';
+import { readSetting } from '@libs/settings';
 
 /** Env variables the intake API reads (besides the limits in LIMIT_ENV and the queue/storage ones). */
 export const INTAKE_ENV = {
@@ -83,21 +84,13 @@ export function loadKeys(env: NodeJS.ProcessEnv): { tenantKeys: Map<string, stri
 
 export function intakeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): IntakeConfig {
   return {
-    port: Number(env[INTAKE_ENV.port] || DEFAULT_INTAKE_PORT),
-    host: env[INTAKE_ENV.host] || '0.0.0.0',
+    port: readSetting<number>(env, INTAKE_ENV.port) ?? DEFAULT_INTAKE_PORT,
+    host: readSetting<string>(env, INTAKE_ENV.host) ?? '0.0.0.0',
     limits: limitsFromEnv(env),
     ...loadKeys(env),
-    policy: PolicySchema.parse(env[INTAKE_ENV.policy] || 'both'),
+    policy: readSetting<Policy>(env, INTAKE_ENV.policy) ?? 'both',
     profiles: ProfileCatalog.fromEnv(env),
-    decodeCheck: env[INTAKE_ENV.decodeCheck] !== 'false',
-    metricsAuth: metricsAuthFromEnv(env[INTAKE_ENV.metricsAuth]),
+    decodeCheck: readSetting<boolean>(env, INTAKE_ENV.decodeCheck) ?? true,
+    metricsAuth: readSetting<MetricsAuth>(env, INTAKE_ENV.metricsAuth) ?? 'public',
   };
-}
-
-function metricsAuthFromEnv(raw: string | undefined): MetricsAuth {
-  const value = (raw || 'public').trim().toLowerCase();
-  if (!(METRICS_AUTH_MODES as readonly string[]).includes(value)) {
-    throw new Error(`${INTAKE_ENV.metricsAuth} must be one of ${METRICS_AUTH_MODES.join(', ')}, got "${raw}"`);
-  }
-  return value as MetricsAuth;
 }

@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+// First: validates the environment before any import reads it.
+import './env-check';
 import { Logger } from '@nestjs/common';
 import { createIntakeApp } from './app';
 import { intakeConfigFromEnv } from './config';

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { readSetting } from '@libs/settings';
 
 export const IMAGE_FORMATS = ['png', 'jpeg', 'webp'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
@@ -61,9 +62,10 @@ export const LIMIT_ENV: Readonly<Record<Exclude<keyof Limits, 'imageFormats'>, s
 export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env, base: Limits = DEFAULT_LIMITS): Limits {
   const out: Record<string, unknown> = { ...base };
   for (const [key, name] of Object.entries(LIMIT_ENV)) {
-    const raw = env[name];
-    if (raw !== undefined && raw !== '') out[key] = Number(raw);
+    const value = readSetting<number>(env, name);
+    if (value !== undefined) out[key] = value;
   }
-  if (env.INTAKE_IMAGE_FORMATS) out.imageFormats = env.INTAKE_IMAGE_FORMATS.split(',').map((s) => s.trim().toLowerCase());
+  const formats = readSetting<string[]>(env, 'INTAKE_IMAGE_FORMATS');
+  if (formats) out.imageFormats = formats;
   return LimitsSchema.parse(out);
 }

@@ -1,6 +1,7 @@
 import type { RedisOptions } from 'ioredis';
 import type { DefaultJobOptions, WorkerOptions } from 'bullmq';
 import { DEFAULT_QUEUE_PREFIX, type Stage } from '@libs/contracts';
+import { readSetting } from '@libs/settings';
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
@@ -18,20 +19,17 @@ export const QUEUE_ENV = {
   concurrency: 'WORKER_CONCURRENCY',
 } as const;
 
+/** A numeric setting through its schema in the settings table (@libs/settings); `fallback` when unset. */
 function num(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value)) throw new Error(`${name} must be a number, got "${raw}"`);
-  return value;
+  return readSetting<number>(env, name) ?? fallback;
 }
 
 export function redisUrl(env: NodeJS.ProcessEnv = process.env): string {
-  return env[QUEUE_ENV.redisUrl] || DEFAULT_REDIS_URL;
+  return readSetting<string>(env, QUEUE_ENV.redisUrl) ?? DEFAULT_REDIS_URL;
 }
 
 export function queuePrefix(env: NodeJS.ProcessEnv = process.env): string {
-  const prefix = env[QUEUE_ENV.prefix] || DEFAULT_QUEUE_PREFIX;
+  const prefix = readSetting<string>(env, QUEUE_ENV.prefix) ?? DEFAULT_QUEUE_PREFIX;
   // Without a hash tag a Redis Cluster spreads a stage's keys over slots and multi-key scripts fail (CROSSSLOT).
   if (!/\{[^}]+\}/.test(prefix)) throw new Error(`${QUEUE_ENV.prefix} must contain a hash tag such as {mod}, got "${prefix}"`);
   return prefix;

@@ -1,5 +1,6 @@
 import type { RedisOptions } from 'ioredis';
 import { ModerationError } from '@libs/contracts';
+import { readSetting } from '@libs/settings';
 import { redisOptions, redisUrl } from './config';
 
 /** Env variables of the producer (intake) connections. */
@@ -10,11 +11,7 @@ export const PRODUCER_ENV = {
 export const DEFAULT_REDIS_COMMAND_TIMEOUT_MS = 1000;
 
 export function redisCommandTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[PRODUCER_ENV.commandTimeoutMs];
-  if (raw === undefined || raw === '') return DEFAULT_REDIS_COMMAND_TIMEOUT_MS;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${PRODUCER_ENV.commandTimeoutMs} must be a positive number, got "${raw}"`);
-  return value;
+  return readSetting<number>(env, PRODUCER_ENV.commandTimeoutMs) ?? DEFAULT_REDIS_COMMAND_TIMEOUT_MS;
 }
 
 /**

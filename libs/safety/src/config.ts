@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { readSetting } from '@libs/settings';
 
 /** `--safety_prompt` default of eta_safetybench.py: the text the image is compared with (pre-generation). */
 export const ETA_UNSAFE_IMAGE_TEXT = 'The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents.';
@@ -153,22 +154,22 @@ export function readEtaThresholdsFile(env: NodeJS.ProcessEnv = process.env, cwd 
 
 /** ETA_TAU_PRE / ETA_TAU_POST / ETA_POLICY / ETA_UNSAFE_IMAGE_TEXT override the thresholds file, which overrides the reference defaults. */
 export function etaConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): EtaConfig {
-  const num = (k: string) => (env[k] !== undefined && env[k] !== '' ? Number(env[k]) : undefined);
   const file = readEtaThresholdsFile(env, cwd);
   return resolveEtaConfig({
-    tauPre: num('ETA_TAU_PRE') ?? file?.tauPre,
-    tauPost: num('ETA_TAU_POST') ?? file?.tauPost,
-    policy: (env.ETA_POLICY || undefined) as EtaPolicy | undefined,
-    unsafeImageText: env.ETA_UNSAFE_IMAGE_TEXT || undefined,
+    tauPre: readSetting<number>(env, 'ETA_TAU_PRE') ?? file?.tauPre,
+    tauPost: readSetting<number>(env, 'ETA_TAU_POST') ?? file?.tauPost,
+    policy: readSetting<EtaPolicy>(env, 'ETA_POLICY'),
+    unsafeImageText: readSetting<string>(env, 'ETA_UNSAFE_IMAGE_TEXT'),
   });
 }
 
 /** ALIGNER_N, ALIGNER_PREFIX, ALIGNER_MAX_TOTAL_TOKENS, ALIGNER_TEMPERATURE, ALIGNER_SEED overrides. */
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
-  const num = (k: string) => (env[k] !== undefined && env[k] !== '' ? Number(env[k]) : undefined);
+  const num = (k: string) => readSetting<number>(env, k);
   return resolveAlignerConfig({
     n: num('ALIGNER_N'),
-    prefix: env.ALIGNER_PREFIX ?? undefined,
+    // An empty ALIGNER_PREFIX is a value (no shallow alignment), not unset.
+    prefix: readSetting<string>(env, 'ALIGNER_PREFIX'),
     maxTotalTokens: num('ALIGNER_MAX_TOTAL_TOKENS'),
     temperature: num('ALIGNER_TEMPERATURE'),
     seed: num('ALIGNER_SEED'),

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { EXECUTION_ENV, executionFromEnv, openClassifier, openClip, type ClipEmbedder } from '@libs/vlm';
+import { readSetting } from '@libs/settings';
 import { etaConfigFromEnv, type EtaConfig, type EtaPolicy } from './config';
 import { EtaEvaluator, etaDecision } from './eta-evaluator';
 
@@ -33,8 +34,8 @@ export interface EvaluatorConfig {
 export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EvaluatorConfig {
   const execution = executionFromEnv(env);
   return {
-    clipPackDir: env[EVALUATOR_ENV.clipPackDir] || DEFAULT_CLIP_PACK_DIR,
-    rewardPackDir: env[EVALUATOR_ENV.rewardPackDir] || DEFAULT_REWARD_PACK_DIR,
+    clipPackDir: readSetting<string>(env, EVALUATOR_ENV.clipPackDir) ?? DEFAULT_CLIP_PACK_DIR,
+    rewardPackDir: readSetting<string>(env, EVALUATOR_ENV.rewardPackDir) ?? DEFAULT_REWARD_PACK_DIR,
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
     eta: etaConfigFromEnv(env),

@@ -17,7 +17,7 @@ describe('safety configuration', () => {
     // A folder without config/eta.json: the reference defaults apply.
     const bare = mkdtempSync(join(tmpdir(), 'eta-'));
     expect(etaConfigFromEnv({ ETA_TAU_PRE: '0.3', ETA_POLICY: 'either' }, bare)).toMatchObject({ tauPre: 0.3, tauPost: 0.06, policy: 'either' });
-    expect(() => etaConfigFromEnv({ ETA_TAU_POST: 'abc' }, bare)).toThrow(/tauPost/);
+    expect(() => etaConfigFromEnv({ ETA_TAU_POST: 'abc' }, bare)).toThrow(/ETA_TAU_POST/);
   });
 
   it('takes thresholds fitted for the loaded packs from the thresholds file, under env overrides', () => {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { intakeKeys } from '@libs/queue';
+import { readSetting } from '@libs/settings';
 
 /** How long a collector holds a blob's deletion lock at most (uploads of the same bytes wait meanwhile). */
 export const BLOB_LOCK_MS = 5000;
@@ -161,9 +162,5 @@ export class BlobCollector {
 }
 
 export function blobGcIntervalMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env[BLOB_GC_ENV.intervalSeconds];
-  if (raw === undefined || raw === '') return DEFAULT_BLOB_GC_INTERVAL_SECONDS * 1000;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(`${BLOB_GC_ENV.intervalSeconds} must be a number of seconds >= 0, got "${raw}"`);
-  return value * 1000;
+  return (readSetting<number>(env, BLOB_GC_ENV.intervalSeconds) ?? DEFAULT_BLOB_GC_INTERVAL_SECONDS) * 1000;
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readSetting } from '@libs/settings';
 import type { BlobRefs, CollectableBlobStore } from './blob-gc';
 
 export const BLOB_STORE = Symbol('BLOB_STORE');
@@ -107,5 +108,5 @@ export class FileBlobStore implements BlobStore, CollectableBlobStore {
 export const STORAGE_ENV = { blobDir: 'BLOB_DIR', verdictRetentionSeconds: 'VERDICT_RETENTION_SECONDS', blobGcIntervalSeconds: 'BLOB_GC_INTERVAL_SECONDS' } as const;
 
 export function blobDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  return env[STORAGE_ENV.blobDir] || DEFAULT_BLOB_DIR;
+  return readSetting<string>(env, STORAGE_ENV.blobDir) ?? DEFAULT_BLOB_DIR;
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { ModerationError, TERMINAL_STATUSES, VerdictSchema, type Stage, type StageJob, type Verdict, type VerdictStatus } from '@libs/contracts';
+import { readSetting } from '@libs/settings';
 import { intakeKeys, isRedisOom, redisDeadline, verdictKeys, type Reservation, type StageDispatcher } from '@libs/queue';
 
 export const VERDICT_STORE = Symbol('VERDICT_STORE');
@@ -453,6 +454,5 @@ export class VerdictStore {
 }
 
 export function verdictRetentionFromEnv(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = env.VERDICT_RETENTION_SECONDS;
-  return raw ? Number(raw) : DEFAULT_VERDICT_RETENTION_SECONDS;
+  return readSetting<number>(env, 'VERDICT_RETENTION_SECONDS') ?? DEFAULT_VERDICT_RETENTION_SECONDS;
 }

@@ -1,4 +1,5 @@
 import { InferenceSession } from 'onnxruntime-node';
+import { readSetting } from '@libs/settings';
 
 export interface SessionOptions {
   /** Execution providers in order of preference; the first that loads wins. Default: ['cpu']. */
@@ -22,16 +23,16 @@ export const EXECUTION_ENV = {
 
 /** `EXECUTION_PROVIDERS=cuda,cpu` (default cpu), `REQUIRE_EXECUTION_PROVIDER=cuda` (default none), `ORT_INTRA_OP_THREADS`. */
 export function executionFromEnv(env: NodeJS.ProcessEnv = process.env): SessionOptions {
-  const list = (env[EXECUTION_ENV.providers] || 'cpu').split(',').map((s) => s.trim()).filter(Boolean);
-  const required = env[EXECUTION_ENV.require]?.trim() || undefined;
+  const list = readSetting<string[]>(env, EXECUTION_ENV.providers) ?? ['cpu'];
+  const required = readSetting<string>(env, EXECUTION_ENV.require);
   if (required && !list.includes(required)) {
     throw new Error(`${EXECUTION_ENV.require}=${required} is not among ${EXECUTION_ENV.providers}=${list.join(',')}`);
   }
-  const threads = env[EXECUTION_ENV.intraOpThreads];
+  const threads = readSetting<number>(env, EXECUTION_ENV.intraOpThreads);
   return {
     executionProviders: list,
     requireExecutionProvider: required,
-    ...(threads ? { intraOpNumThreads: Number(threads) } : {}),
+    ...(threads ? { intraOpNumThreads: threads } : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { workerMetricsRegistry } from './stage-worker';
 import { STORAGE_REDIS } from '@libs/storage';
+import { readSetting } from '@libs/settings';
 
 export const WORKER_ENV = { healthPort: 'HEALTH_PORT' } as const;
 export const DEFAULT_WORKER_HEALTH_PORT = 9464;
@@ -47,7 +48,7 @@ export function startWorkerRole(role: string, module: DynamicModule, env: NodeJS
   const logger = new Logger(role);
   (async () => {
     const app = await NestFactory.createApplicationContext(module, { logger: ['error', 'warn', 'log'], abortOnError: false });
-    const port = Number(env[WORKER_ENV.healthPort] || DEFAULT_WORKER_HEALTH_PORT);
+    const port = readSetting<number>(env, WORKER_ENV.healthPort) ?? DEFAULT_WORKER_HEALTH_PORT;
     const server = port > 0 ? startProbeServer(app, port) : undefined;
     // Nest's enableShutdownHooks would re-raise the signal after closing, so a clean drain would still look like
     // a kill; app.close() runs the same lifecycle hooks (worker drain, then engine and Redis) and we exit 0.

@@ -4,6 +4,7 @@
  * modctl model verify <pack>
  *   Checks that the revisable decoder still matches the decoder it was prepared from.
  */
+import { printError } from '../output';
 import { AlreadyRevisableError, DecoderStructureError, PrepareReport, prepareRevisableDecoder, verifyRevisableDecoder } from '@libs/onnx-graph';
 
 export const summary = 'model prepare <pack> | model verify <pack>: revisable decoder (revision inputs + taps)';
@@ -38,8 +39,9 @@ export async function run(argv: string[]): Promise<number> {
   const flags = new Set(rest.filter((a) => a.startsWith('--')));
   const positional = rest.filter((a) => !a.startsWith('--'));
   const unknown = [...flags].filter((f) => !['--force', '--dry-run', '--json'].includes(f));
+  const json = flags.has('--json');
   if (!sub || positional.length !== 1 || unknown.length) {
-    console.error(unknown.length ? `unknown option ${unknown.join(', ')}\n${USAGE}` : USAGE);
+    printError(json, 'usage', unknown.length ? `unknown option ${unknown.join(', ')}\n${USAGE}` : USAGE);
     return 2;
   }
   const pack = positional[0];
@@ -49,17 +51,17 @@ export async function run(argv: string[]): Promise<number> {
     return check.ok ? 0 : 1;
   }
   if (sub !== 'prepare') {
-    console.error(`unknown subcommand '${sub}'\n${USAGE}`);
+    printError(json, 'usage', `unknown subcommand '${sub}'\n${USAGE}`);
     return 2;
   }
   try {
     const report = await prepareRevisableDecoder(pack, { force: flags.has('--force'), dryRun: flags.has('--dry-run') });
-    if (flags.has('--json')) console.log(JSON.stringify({ status: report.status, ms: report.ms, ...report.info }, null, 2));
+    if (json) console.log(JSON.stringify({ status: report.status, ms: report.ms, ...report.info }, null, 2));
     else printPrepare(report);
     return 0;
   } catch (err) {
     if (err instanceof DecoderStructureError || err instanceof AlreadyRevisableError) {
-      console.error(`model prepare ${pack}: refused, nothing written: ${err.message}`);
+      printError(json, err instanceof AlreadyRevisableError ? 'already_revisable' : 'decoder_structure', `model prepare ${pack}: refused, nothing written: ${err.message}`);
       return 1;
     }
     throw err;

@@ -1,0 +1,284 @@
+/**
+ * Every environment variable a role reads, in one table: its name, the zod schema its text must pass, its default,
+ * what it means and which roles read it. Each process validates its whole environment against this table once, at
+ * start-up (`loadSettings` / `exitOnInvalidSettings`), so a bad value stops the process with one message naming every
+ * bad variable instead of failing later, in whichever reader meets it first. The readers of each lib
+ * (`stageWorkerOptions`, `limitsFromEnv`, `etaConfigFromEnv`, ...) parse their values through `readSetting`, the same
+ * schemas. docs/deploy.md's Configuration table is checked against this one (libs/settings/src/settings.test.ts).
+ */
+import { z } from 'zod';
+
+export const ROLES = ['intake-api', 'generator', 'evaluator', 'aligner'] as const;
+export type Role = (typeof ROLES)[number];
+const WORKERS: Role[] = ['generator', 'evaluator', 'aligner'];
+const ALL: Role[] = [...ROLES];
+
+export interface Setting {
+  name: string;
+  /** Parses the variable's text (trimmed, never empty: an empty variable counts as unset). */
+  schema: z.ZodType<unknown, string>;
+  /** The text used when the variable is unset; undefined: unset is a value of its own (described in defaultNote). */
+  default?: string;
+  /** The default in words, where it is not one text (depends on the stage, a file's presence, the pack). */
+  defaultNote?: string;
+  description: string;
+  roles: readonly Role[];
+  /** Shown redacted by `modctl config`. */
+  secret?: boolean;
+  /** An empty variable is a value (e.g. no prefix), not unset. */
+  allowEmpty?: boolean;
+}
+
+const SHA256 = /^[0-9a-fA-F]{64}$/;
+
+const number = () => z.coerce.number<string>({ error: 'expected a number' });
+const int = (min: number) => number().int({ error: 'expected an integer' }).min(min);
+const positiveNumber = () => number().positive();
+const finiteNumber = () => number().finite();
+const text = () => z.string().min(1);
+const bool = () =>
+  z
+    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
+    .transform((v) => v === 'true' || v === '1');
+const list = <T extends z.ZodType<unknown, string>>(item: T) =>
+  z
+    .string()
+    .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean))
+    .pipe(z.array(item).min(1));
+const redisUrl = () =>
+  z.string().refine((s) => {
+    try {
+      return ['redis:', 'rediss:'].includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, 'expected a redis:// or rediss:// URL');
+
+const s = (setting: Setting): Setting => setting;
+
+export const SETTINGS: readonly Setting[] = [
+  // Queues and storage: every role.
+  s({ name: 'REDIS_URL', schema: redisUrl(), default: 'redis://127.0.0.1:6379', description: 'queues and verdicts', roles: ALL, secret: true }),
+  s({ name: 'QUEUE_PREFIX', schema: z.string().regex(/\{[^}]+\}/, 'must contain a hash tag such as {mod}'), default: '{mod}', description: 'key prefix; must contain a hash tag', roles: ALL }),
+  s({ name: 'BLOB_DIR', schema: text(), default: 'var/blobs', description: 'blob store directory (shared volume)', roles: ALL }),
+  s({ name: 'VERDICT_RETENTION_SECONDS', schema: positiveNumber(), default: '2592000', description: 'how long verdicts, batches and idempotency keys live', roles: ALL }),
+  s({ name: 'BLOB_GC_INTERVAL_SECONDS', schema: z.coerce.number<string>().min(0), default: '300', description: 'how often each intake replica deletes images whose last referencing verdict expired (0 disables)', roles: ['intake-api'] }),
+  s({ name: 'REDIS_COMMAND_TIMEOUT_MS', schema: positiveNumber(), default: '1000', description: "the intake's Redis command timeout (503 redis_unavailable past it)", roles: ['intake-api'] }),
+  s({ name: 'JOB_ATTEMPTS', schema: int(1), default: '3', description: 'attempts per stage job', roles: ALL }),
+  s({ name: 'JOB_BACKOFF_MS', schema: int(0), defaultNote: '5000 (evaluate 2000)', description: 'first retry delay, exponential', roles: ALL }),
+  s({ name: 'JOB_KEEP_COMPLETED_SECONDS', schema: int(0), default: '3600', description: 'BullMQ retention of completed jobs', roles: ALL }),
+  s({ name: 'JOB_KEEP_FAILED_SECONDS', schema: int(0), default: '604800', description: 'BullMQ retention of failed jobs', roles: ALL }),
+  s({ name: 'WORKER_LOCK_DURATION_MS', schema: int(1), defaultNote: '15000 GPU stages, 20000 evaluate', description: 'job lock; must exceed 1.25x the longest blocking model call', roles: WORKERS }),
+  s({ name: 'WORKER_STALLED_INTERVAL_MS', schema: int(1), default: '5000', description: 'stall checker period', roles: WORKERS }),
+  s({ name: 'WORKER_MAX_STALLED_COUNT', schema: int(0), default: '2', description: 'stalls before a job fails', roles: WORKERS }),
+  s({ name: 'WORKER_CONCURRENCY', schema: int(1), defaultNote: '1 GPU stages, 2 evaluate', description: 'jobs per process', roles: WORKERS }),
+  s({ name: 'GENERATE_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the generator's jobs per process", roles: ['generator'] }),
+  s({ name: 'EVALUATE_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the evaluator's jobs per process", roles: ['evaluator'] }),
+  s({ name: 'ALIGN_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the aligner's jobs per process", roles: ['aligner'] }),
+  s({ name: 'HEALTH_PORT', schema: int(0).max(65535), default: '9464', description: 'probes and metrics (0 disables)', roles: WORKERS }),
+  // Intake API.
+  s({ name: 'PORT', schema: int(0).max(65535), default: '3000', description: 'HTTP port', roles: ['intake-api'] }),
+  s({ name: 'HOST', schema: text(), default: '0.0.0.0', description: 'HTTP address', roles: ['intake-api'] }),
+  s({
+    name: 'API_KEYS',
+    schema: list(z.string()).refine(
+      (entries) => entries.every((e) => /^[A-Za-z0-9_.-]{1,64}:[0-9a-f]{64}$/.test(e)),
+      'entries are tenant:sha256hex',
+    ),
+    defaultNote: 'none',
+    description: 'tenant:sha256hex,...',
+    roles: ['intake-api'],
+    secret: true,
+  }),
+  s({ name: 'API_KEYS_FILE', schema: text(), defaultNote: 'none', description: 'YAML/JSON {tenants: {name: [sha256...]}, admin: [sha256...]}', roles: ['intake-api'] }),
+  s({ name: 'ADMIN_API_KEY_SHA256', schema: z.string().regex(SHA256, 'expected a sha256 hex digest'), defaultNote: 'none', description: 'admin key digest', roles: ['intake-api'], secret: true }),
+  s({ name: 'METRICS_AUTH', schema: z.string().toLowerCase().pipe(z.enum(['public', 'admin'])), default: 'public', description: 'who may read /metrics', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_DECODE_CHECK', schema: bool(), default: 'true', description: 'fully decode each image at the door', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_IMAGE_BYTES', schema: int(1), default: String(8 * 1024 * 1024), description: 'image size limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_IMAGE_PIXELS', schema: int(1), default: '25000000', description: 'width x height limit (the workers decode with it too)', roles: ALL }),
+  s({ name: 'INTAKE_MAX_IMAGE_ASPECT_RATIO', schema: positiveNumber(), default: '20', description: 'longest over shortest edge (the workers decode with it too)', roles: ALL }),
+  s({ name: 'INTAKE_MAX_PROMPT_CHARS', schema: int(1), default: '4000', description: 'prompt length limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_ANSWER_CHARS', schema: int(1), default: '16000', description: 'answer length limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_METADATA_BYTES', schema: int(1), default: '4096', description: 'metadata size limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_JSON_DEPTH', schema: int(1), default: '32', description: 'JSON nesting limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_BATCH_ITEMS', schema: int(1), default: '500', description: 'items per batch', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_REQUEST_BYTES', schema: int(1), default: String(64 * 1024 * 1024), description: 'HTTP body limit', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_MAX_BACKLOG', schema: int(1), default: '10000', description: 'queued jobs beyond which intake answers 429', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_RETRY_AFTER_SECONDS', schema: int(1), default: '30', description: 'Retry-After of a 429', roles: ['intake-api'] }),
+  s({ name: 'INTAKE_IMAGE_FORMATS', schema: list(z.enum(['png', 'jpeg', 'webp'])), default: 'png,jpeg,webp', description: 'accepted image formats', roles: ['intake-api'] }),
+  s({ name: 'REVISION_PROFILES', schema: text(), defaultNote: 'config/profiles.json if present, else only none', description: 'revision profiles file', roles: ['intake-api', 'generator', 'aligner'] }),
+  // Safety (ETA) and the evaluator packs.
+  s({ name: 'ETA_POLICY', schema: z.enum(['both', 'either', 'answer']), default: 'both', description: 'when an answer is aligned', roles: ['intake-api', 'evaluator', 'aligner'] }),
+  s({ name: 'ETA_TAU_PRE', schema: finiteNumber(), defaultNote: 'ETA_CONFIG, else 0.16', description: 'image threshold', roles: ['evaluator', 'aligner'] }),
+  s({ name: 'ETA_TAU_POST', schema: finiteNumber(), defaultNote: 'ETA_CONFIG, else 0.06', description: 'answer threshold', roles: ['evaluator', 'aligner'] }),
+  s({ name: 'ETA_UNSAFE_IMAGE_TEXT', schema: text(), defaultNote: "the reference's text", description: 'text the image is compared with', roles: ['evaluator', 'aligner'] }),
+  s({ name: 'ETA_CONFIG', schema: text(), defaultNote: 'config/eta.json if present', description: 'fitted ETA thresholds file', roles: ['evaluator', 'aligner'] }),
+  s({ name: 'CLIP_PACK_DIR', schema: text(), default: 'models/factory-clip', description: 'CLIP pack', roles: ['evaluator', 'aligner'] }),
+  s({ name: 'REWARD_PACK_DIR', schema: text(), default: 'models/factory-guard', description: 'reward model pack', roles: ['evaluator', 'aligner'] }),
+  // VLM engine and execution.
+  s({ name: 'VLM_PACK_DIR', schema: text(), default: 'models/factory-vlm', description: 'VLM pack', roles: ['generator', 'aligner'] }),
+  s({ name: 'EXECUTION_PROVIDERS', schema: list(text()), default: 'cpu', description: 'onnxruntime providers, first that loads wins', roles: WORKERS }),
+  s({ name: 'REQUIRE_EXECUTION_PROVIDER', schema: text(), defaultNote: 'none', description: 'provider the sessions must land on; one of EXECUTION_PROVIDERS', roles: WORKERS }),
+  s({ name: 'ORT_INTRA_OP_THREADS', schema: int(1), defaultNote: "onnxruntime's", description: 'threads per session', roles: ['generator', 'aligner'] }),
+  s({ name: 'GENERATOR_MAX_NEW_TOKENS', schema: int(1), defaultNote: "the pack's generation_config", description: 'answer length', roles: ['generator'] }),
+  // Aligner (best-of-N).
+  s({ name: 'ALIGNER_N', schema: int(1), default: '5', description: 'candidates per sentence', roles: ['aligner'] }),
+  s({ name: 'ALIGNER_PREFIX', schema: z.string(), default: 'As an AI assistant', description: 'shallow alignment prefix (empty: none)', roles: ['aligner'], allowEmpty: true }),
+  s({ name: 'ALIGNER_MAX_TOTAL_TOKENS', schema: int(1), default: '1024', description: 'generated tokens in all', roles: ['aligner'] }),
+  s({ name: 'ALIGNER_TEMPERATURE', schema: positiveNumber(), default: '1.5', description: 'sampling temperature', roles: ['aligner'] }),
+  s({ name: 'ALIGNER_SEED', schema: int(Number.MIN_SAFE_INTEGER), default: '1', description: 'seed of sentence 0', roles: ['aligner'] }),
+  s({ name: 'ALIGNER_BLOCKED_ANSWER', schema: text(), defaultNote: 'a short refusal', description: 'final answer of a blocked verdict', roles: ['aligner'] }),
+];
+
+const BY_NAME = new Map(SETTINGS.map((setting) => [setting.name, setting]));
+
+export function setting(name: string): Setting {
+  const found = BY_NAME.get(name);
+  if (!found) throw new Error(`${name} is not in the settings table (libs/settings)`);
+  return found;
+}
+
+export function settingsFor(role?: Role): Setting[] {
+  return SETTINGS.filter((x) => !role || x.roles.includes(role));
+}
+
+export interface SettingIssue {
+  name: string;
+  /** The bad text, secrets redacted (it lands in logs). */
+  value: string;
+  message: string;
+}
+
+export class SettingsError extends Error {
+  readonly name = 'SettingsError';
+  readonly code = 'settings_invalid';
+  constructor(
+    readonly issues: SettingIssue[],
+    readonly role?: Role,
+  ) {
+    super(
+      `invalid configuration${role ? ` for ${role}` : ''}: ${issues.length} bad variable${issues.length === 1 ? '' : 's'}\n` +
+        issues.map((i) => `  ${i.name}=${JSON.stringify(i.value)}: ${i.message}`).join('\n'),
+    );
+  }
+}
+
+function rawOf(env: NodeJS.ProcessEnv, entry: Setting): string | undefined {
+  const raw = env[entry.name];
+  if (raw === undefined) return undefined;
+  if (entry.allowEmpty) return raw;
+  return raw.trim() === '' ? undefined : raw.trim();
+}
+
+function parseWith(entry: Setting, raw: string): { ok: true; value: unknown } | { ok: false; message: string } {
+  const parsed = entry.schema.safeParse(raw);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  return { ok: false, message: parsed.error.issues.map((i) => i.message).join('; ') };
+}
+
+/**
+ * One variable through its schema: its parsed value, or undefined when unset (the caller's default then applies,
+ * `entry.default` for a plain one). Throws SettingsError naming the variable on a bad value.
+ */
+export function readSetting<T = unknown>(env: NodeJS.ProcessEnv, name: string): T | undefined {
+  const entry = setting(name);
+  const raw = rawOf(env, entry);
+  if (raw === undefined) return undefined;
+  const parsed = parseWith(entry, raw);
+  if (!parsed.ok) throw new SettingsError([{ name, value: redact(entry, raw)!, message: parsed.message }]);
+  return parsed.value as T;
+}
+
+export interface ResolvedSetting {
+  name: string;
+  value: unknown;
+  /** The text the value came from (redact before printing secrets). */
+  raw?: string;
+  source: 'env' | 'default';
+  default?: string;
+  defaultNote?: string;
+  description: string;
+  roles: readonly Role[];
+  secret: boolean;
+}
+
+export interface LoadedSettings {
+  role?: Role;
+  settings: ResolvedSetting[];
+  get<T = unknown>(name: string): T | undefined;
+}
+
+/** Checks that span variables. */
+function crossChecks(values: Map<string, unknown>, env: NodeJS.ProcessEnv): SettingIssue[] {
+  const issues: SettingIssue[] = [];
+  const required = values.get('REQUIRE_EXECUTION_PROVIDER') as string | undefined;
+  const providers = values.get('EXECUTION_PROVIDERS') as string[] | undefined;
+  if (required && providers && !providers.includes(required)) {
+    issues.push({ name: 'REQUIRE_EXECUTION_PROVIDER', value: env.REQUIRE_EXECUTION_PROVIDER ?? '', message: `must be one of EXECUTION_PROVIDERS (${providers.join(',')})` });
+  }
+  return issues;
+}
+
+/**
+ * Validates every variable `role` reads (every one in the table without a role) at once; throws one SettingsError
+ * listing each bad variable.
+ */
+export function loadSettings(role?: Role, env: NodeJS.ProcessEnv = process.env): LoadedSettings {
+  const issues: SettingIssue[] = [];
+  const values = new Map<string, unknown>();
+  const settings: ResolvedSetting[] = [];
+  for (const entry of settingsFor(role)) {
+    const raw = rawOf(env, entry);
+    const text = raw ?? entry.default;
+    let value: unknown;
+    if (text !== undefined) {
+      const parsed = parseWith(entry, text);
+      if (!parsed.ok) {
+        issues.push({ name: entry.name, value: redact(entry, text)!, message: parsed.message });
+        continue;
+      }
+      value = parsed.value;
+    }
+    values.set(entry.name, value);
+    settings.push({
+      name: entry.name,
+      value,
+      raw: text,
+      source: raw === undefined ? 'default' : 'env',
+      default: entry.default,
+      defaultNote: entry.defaultNote,
+      description: entry.description,
+      roles: entry.roles,
+      secret: Boolean(entry.secret),
+    });
+  }
+  issues.push(...crossChecks(values, env));
+  if (issues.length) throw new SettingsError(issues, role);
+  return { role, settings, get: <T>(name: string) => values.get(name) as T | undefined };
+}
+
+/** For main.ts: validates the role's environment, or prints every bad variable and exits 1 before anything starts. */
+export function exitOnInvalidSettings(role: Role, env: NodeJS.ProcessEnv = process.env): LoadedSettings {
+  try {
+    return loadSettings(role, env);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}
+
+/** A secret's text for display: API keys and digests fully, a Redis URL's password only. */
+export function redact(entry: { name: string; secret?: boolean }, raw: string | undefined): string | undefined {
+  if (raw === undefined || !entry.secret) return raw;
+  if (entry.name === 'REDIS_URL') {
+    try {
+      const url = new URL(raw);
+      if (url.password) url.password = '***';
+      return url.toString();
+    } catch {
+      return '***';
+    }
+  }
+  return '***';
+}
