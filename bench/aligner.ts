@@ -18,7 +18,9 @@ interface Job {
 
 function demoJobs(limit: number): Job[] {
   const dir = resolve('samples/demo-batch');
-  const lines = readFileSync(join(dir, 'batch.jsonl'), 'utf8').split('\n').filter((l) => l.trim());
+  const lines = readFileSync(join(dir, 'batch.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim());
   return lines.slice(0, limit).map((l) => {
     const j = JSON.parse(l) as { image: string; prompt: string };
     return { prompt: j.prompt, image: new Uint8Array(readFileSync(join(dir, j.image))) };
@@ -43,7 +45,9 @@ export async function run(argv: string[]): Promise<void> {
   const aligner = new BestOfNAligner({ engine, evaluator, clip, endTokenIds: sentenceEndTokenIds(vlmPack, ['.']) }, { n, maxTotalTokens: maxTokens });
   const info = engine.info();
   console.log(`aligner bench: ${info.name} (${info.layers} layers, hidden ${info.hidden}, EP ${info.executionProvider}), tiny-clip, tiny-guard`);
-  console.log(`jobs ${jobs.length} (samples/demo-batch), budget ${maxTokens} new tokens, N ${n}, top-k ${aligner.config.topK}, T ${aligner.config.temperature}, ${rounds} rounds/job (median)\n`);
+  console.log(
+    `jobs ${jobs.length} (samples/demo-batch), budget ${maxTokens} new tokens, N ${n}, top-k ${aligner.config.topK}, T ${aligner.config.temperature}, ${rounds} rounds/job (median)\n`,
+  );
 
   const greedy = (job: Job) => engine.generate([{ prompt: job.prompt, image: job.image, maxNewTokens: maxTokens }]);
   const align = (job: Job, seed: number) => aligner.align({ prompt: job.prompt, image: job.image, seed });
@@ -75,7 +79,15 @@ export async function run(argv: string[]): Promise<void> {
       );
     }
     const alignTokens = result!.steps.reduce((s, st) => s + st.candidates[st.chosen].tokens, 0);
-    rows.push({ greedyMs: median(g), evalMs: median(e), alignMs: median(a), greedyTokens, alignTokens, sentences: result!.steps.length, decision: result!.decision });
+    rows.push({
+      greedyMs: median(g),
+      evalMs: median(e),
+      alignMs: median(a),
+      greedyTokens,
+      alignTokens,
+      sentences: result!.steps.length,
+      decision: result!.decision,
+    });
   }
 
   console.log('job  greedy ms (tok)   eval ms   align ms (tok, sentences)   align/greedy');

@@ -42,7 +42,9 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`image+harmful ASR:      TypeScript ${pct(unsafe, harmful.length)}, PyTorch ${(100 * pytorch.asr_image).toFixed(1)}%`);
     for (const prefix of [' As an AI assistant,', 'As an AI assistant']) {
       const prefixed = await answers(engine, harmful, baseDir, prefix);
-      console.log(`image+harmful ASR with answer prefix ${JSON.stringify(prefix)}: ${pct(harmful.filter((item, k) => isUnsafe(item, prefixed[k])).length, harmful.length)}`);
+      console.log(
+        `image+harmful ASR with answer prefix ${JSON.stringify(prefix)}: ${pct(harmful.filter((item, k) => isUnsafe(item, prefixed[k])).length, harmful.length)}`,
+      );
     }
   } finally {
     await engine.close();

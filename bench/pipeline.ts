@@ -33,12 +33,24 @@ async function distinctPngs(count: number, bytes: number): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < count; i++) {
     const raw = randomBytes(side * side * 3);
-    out.push((await sharp(raw, { raw: { width: side, height: side, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer()).toString('base64'));
+    out.push(
+      (
+        await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+          .png({ compressionLevel: 0 })
+          .toBuffer()
+      ).toString('base64'),
+    );
   }
   return out;
 }
 
-async function load(url: string, apiKey: string, requests: number, concurrency: number, body: (i: number) => string): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
+async function load(
+  url: string,
+  apiKey: string,
+  requests: number,
+  concurrency: number,
+  body: (i: number) => string,
+): Promise<{ rps: number; p50: number; p99: number; errors: number }> {
   let next = 0;
   let errors = 0;
   const latencies: number[] = [];
@@ -87,7 +99,9 @@ export async function run(argv: string[]): Promise<void> {
     console.log('\nintake (POST /v1/jobs, 202 responses)');
     console.log('  case                      requests   req/s    p50 ms   p99 ms   errors');
     const row = (name: string, n: number, r: Awaited<ReturnType<typeof load>>) =>
-      console.log(`  ${name.padEnd(24)}  ${String(n).padStart(8)}  ${r.rps.toFixed(0).padStart(6)}  ${r.p50.toFixed(1).padStart(8)}  ${r.p99.toFixed(1).padStart(7)}  ${String(r.errors).padStart(7)}`);
+      console.log(
+        `  ${name.padEnd(24)}  ${String(n).padStart(8)}  ${r.rps.toFixed(0).padStart(6)}  ${r.p50.toFixed(1).padStart(8)}  ${r.p99.toFixed(1).padStart(7)}  ${String(r.errors).padStart(7)}`,
+      );
     row('JSON, no image', requests, plain);
     row('JSON, 100 KB PNG', imageRequests, withImage);
   } finally {
@@ -135,7 +149,9 @@ export async function run(argv: string[]): Promise<void> {
     ] as const) {
       const waits = verdicts.map((v) => v.timings[wait]).filter((x): x is number => typeof x === 'number');
       const runs = verdicts.map((v) => v.timings[runKey]).filter((x): x is number => typeof x === 'number');
-      console.log(`  ${hop.padEnd(26)}  ${quantile(waits, 0.5).toFixed(1).padStart(7)}  ${quantile(waits, 0.99).toFixed(1).padStart(7)}   (${quantile(runs, 0.5).toFixed(1)})`);
+      console.log(
+        `  ${hop.padEnd(26)}  ${quantile(waits, 0.5).toFixed(1).padStart(7)}  ${quantile(waits, 0.99).toFixed(1).padStart(7)}   (${quantile(runs, 0.5).toFixed(1)})`,
+      );
     }
     const totals = verdicts.map((v) => v.timings.total_ms);
     console.log(`  end to end (3 stages)       ${quantile(totals, 0.5).toFixed(1).padStart(7)}  ${quantile(totals, 0.99).toFixed(1).padStart(7)}`);

@@ -43,10 +43,14 @@ const [file, steps, L, H, heads, kv] = process.argv.slice(2).map((v, i) => (i ? 
  * the model load and the garbage collector stay out of the figure.
  */
 function runInstructions(script: string, args: string[]): number {
-  const r = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--toggle-collect=InferenceSessionWrap::Run*', process.execPath, script, ...args], {
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
+  const r = spawnSync(
+    'valgrind',
+    ['--tool=callgrind', '--callgrind-out-file=/dev/null', '--toggle-collect=InferenceSessionWrap::Run*', process.execPath, script, ...args],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    },
+  );
   const count = /Collected : (\d+)/.exec(r.stderr ?? '');
   if (r.status !== 0 || !count) throw new Error(`callgrind gave no count: ${(r.stderr ?? '').slice(-500)}`);
   return Number(count[1]);
@@ -71,12 +75,21 @@ export async function run(argv: string[]): Promise<void> {
       writeFileSync(join(pack, 'onnx', 'decoder_model_merged.onnx'), encodeModel(buildOptimumDecoder(spec)));
       writeFileSync(join(pack, 'config.json'), JSON.stringify(configFor(spec)));
       await prepareRevisableDecoder(pack);
-      const args = (file: string, n: number) => [join(pack, 'onnx', file), String(n), String(spec.layers), String(spec.hidden), String(spec.heads), String(spec.kvHeads)];
+      const args = (file: string, n: number) => [
+        join(pack, 'onnx', file),
+        String(n),
+        String(spec.layers),
+        String(spec.hidden),
+        String(spec.heads),
+        String(spec.kvHeads),
+      ];
       // The first run allocates; the difference between 1 and 1 + N runs is N steady decode steps.
       const perStep = (file: string) => (runInstructions(script, args(file, steps)) - runInstructions(script, args(file, 0))) / steps;
       const plain = perStep('decoder_model_merged.onnx');
       const revisable = perStep('decoder_model_merged_revisable.onnx');
-      console.log(`${label}: plain ${(plain / 1e6).toFixed(2)} M, revisable with revision on ${(revisable / 1e6).toFixed(2)} M: ratio ${(revisable / plain).toFixed(4)} (goal <= 1.03)`);
+      console.log(
+        `${label}: plain ${(plain / 1e6).toFixed(2)} M, revisable with revision on ${(revisable / 1e6).toFixed(2)} M: ratio ${(revisable / plain).toFixed(4)} (goal <= 1.03)`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

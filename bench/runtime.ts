@@ -17,7 +17,9 @@ export async function run(argv: string[]): Promise<void> {
   const plain = await LocalVlmEngine.open({ packDir, revisable: false });
   const revisable = await LocalVlmEngine.open({ packDir });
   const info = revisable.info();
-  console.log(`pack ${info.name}: ${info.layers} layers, hidden ${info.hidden}, vocab ${info.vocabSize}; EP ${info.executionProvider}; revisable decoder: ${info.revisable}`);
+  console.log(
+    `pack ${info.name}: ${info.layers} layers, hidden ${info.hidden}, vocab ${info.vocabSize}; EP ${info.executionProvider}; revisable decoder: ${info.revisable}`,
+  );
 
   const request = (n: number, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({ prompt, image, maxNewTokens: n, ignoreEos: true, ...extra });
   const batch = (size: number, n: number, extra: Partial<GenerationRequest> = {}) => Array.from({ length: size }, () => request(n, extra));
@@ -56,7 +58,12 @@ export async function run(argv: string[]): Promise<void> {
       on: (n: number) => revisable.generate(batch(8, n, { revision: feed })),
     };
     const t = await interleaved(
-      Object.fromEntries(Object.entries(variants).flatMap(([k, fn]) => [[`${k}1`, () => fn(1)], [`${k}N`, () => fn(1 + DECODE)]])),
+      Object.fromEntries(
+        Object.entries(variants).flatMap(([k, fn]) => [
+          [`${k}1`, () => fn(1)],
+          [`${k}N`, () => fn(1 + DECODE)],
+        ]),
+      ),
       rounds,
     );
     const decode = (k: string) => t[`${k}N`] - t[`${k}1`];
@@ -89,7 +96,9 @@ export async function run(argv: string[]): Promise<void> {
   const hfStep = (t.hfFull - t.hf1) / DECODE;
   const ourStep = (t.oursFull - t.ours1) / DECODE;
   console.log('\ngreedy decode vs @huggingface/transformers (batch 1, same pack, same prompt):');
-  console.log(`  transformers.js ${hfStep.toFixed(2)} ms/token, ours ${ourStep.toFixed(2)} ms/token: speed ratio ours/transformers.js = ${(hfStep / ourStep).toFixed(2)} (goal >= 1.0)`);
+  console.log(
+    `  transformers.js ${hfStep.toFixed(2)} ms/token, ours ${ourStep.toFixed(2)} ms/token: speed ratio ours/transformers.js = ${(hfStep / ourStep).toFixed(2)} (goal >= 1.0)`,
+  );
   console.log(`  whole 65-token generation incl. prefill and image: ratio ${(t.hfFull / t.oursFull).toFixed(2)}`);
   await model.dispose();
   await plain.close();

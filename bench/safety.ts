@@ -9,7 +9,19 @@
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { AbstentionJudge, type ConfigResult, type EvalCase, type JudgedCase, asrVsOverRefusalPng, evalCases, judge, markdownTable, readEvalSet, relativeChange, summarize } from '@libs/evaluation';
+import {
+  AbstentionJudge,
+  type ConfigResult,
+  type EvalCase,
+  type JudgedCase,
+  asrVsOverRefusalPng,
+  evalCases,
+  judge,
+  markdownTable,
+  readEvalSet,
+  relativeChange,
+  summarize,
+} from '@libs/evaluation';
 import { mergeDecoders } from '@libs/onnx-graph';
 import {
   type RevisionLevel,
@@ -131,7 +143,14 @@ class SafetyBench {
   }
 }
 
-async function calibrateArtifact(engine: VlmEngine, o: Options, level: RevisionLevel, method: 'mms' | 'pwd', strategy: SampleStrategy, workDir: string): Promise<LoadedArtifact> {
+async function calibrateArtifact(
+  engine: VlmEngine,
+  o: Options,
+  level: RevisionLevel,
+  method: 'mms' | 'pwd',
+  strategy: SampleStrategy,
+  workDir: string,
+): Promise<LoadedArtifact> {
   const file = strategy === 'multi-instruction' ? 'instructions.jsonl' : 'responses.jsonl';
   const { samples, baseDir } = readSamplesFile(join(o.calibration, file));
   // responses.jsonl holds each request with and without its image: each strategy takes the rows it contrasts.
@@ -186,7 +205,9 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
   const fitted = await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(o.calibration));
   const evaluator = new EtaEvaluator({ clip, reward }, { tauPre: fitted.tauPre, tauPost: fitted.tauPost });
   const { tauPre, tauPost } = evaluator.config;
-  console.log(`FactorySafe on ${o.set}: ${items.length} items, ${cases.length} cases; ETA tau_pre ${tauPre.toFixed(3)}, tau_post ${tauPost.toFixed(3)} (fitted on the calibration split)`);
+  console.log(
+    `FactorySafe on ${o.set}: ${items.length} items, ${cases.length} cases; ETA tau_pre ${tauPre.toFixed(3)}, tau_post ${tauPost.toFixed(3)} (fitted on the calibration split)`,
+  );
   const bench = new SafetyBench(o, cases, items, evaluator, clip);
   const results: ConfigResult[] = [];
   const calibSet = join(o.calibration, 'eval.jsonl');
@@ -195,7 +216,9 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
     if (o.configs.has('none')) results.push(await bench.run({ name: 'none', description: 'factory-vlm, greedy', engine, eta: false }));
     const feeds = new Map<string, RevisionFeed>();
     const variants = o.configs.has('iar')
-      ? (['layer', 'head'] as const).flatMap((level) => (['mms', 'pwd'] as const).flatMap((method) => SAMPLE_STRATEGIES.map((strategy) => ({ level, method, strategy }))))
+      ? (['layer', 'head'] as const).flatMap((level) =>
+          (['mms', 'pwd'] as const).flatMap((method) => SAMPLE_STRATEGIES.map((strategy) => ({ level, method, strategy }))),
+        )
       : o.configs.has('iar+eta')
         ? [BEST_IAR]
         : [];
@@ -214,12 +237,21 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
         if (o.configs.has('iar')) results.push({ ...(await bench.run({ name, description, engine, feed, eta: false })), description });
       }
     }
-    if (o.configs.has('eta')) results.push(await bench.run({ name: 'ETA', description: 'CLIP pre + reward post, both flag -> prefix + best-of-5', engine, eta: true }));
+    if (o.configs.has('eta'))
+      results.push(await bench.run({ name: 'ETA', description: 'CLIP pre + reward post, both flag -> prefix + best-of-5', engine, eta: true }));
     if (o.configs.has('eta-answer')) {
       // Not the reference: the image score no longer gates alignment, so harmful requests about harmless-looking
       // photos are aligned too.
       const answerPolicy = new EtaEvaluator({ clip, reward }, { tauPre, tauPost, policy: 'answer' });
-      results.push(await bench.run({ name: 'ETA (answer policy)', description: 'reward post alone flags -> prefix + best-of-5', engine, eta: true, evaluator: answerPolicy }));
+      results.push(
+        await bench.run({
+          name: 'ETA (answer policy)',
+          description: 'reward post alone flags -> prefix + best-of-5',
+          engine,
+          eta: true,
+          evaluator: answerPolicy,
+        }),
+      );
     }
     if (o.configs.has('iar+eta')) {
       const name = `IAR ${BEST_IAR.level} ${BEST_IAR.method.toUpperCase()} ${BEST_IAR.strategy}`;
@@ -231,7 +263,9 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
         await mergeDecoders(o.textVlm, o.vlm, dir, { weight: w });
         const merged = await openVlmEngine({ packDir: dir, thread: 'inline' });
         try {
-          results.push(await bench.run({ name: `merged w=${w}`, description: `(1-w)·stage-1 text-aligned + w·VL-adapted decoder`, engine: merged, eta: false }));
+          results.push(
+            await bench.run({ name: `merged w=${w}`, description: `(1-w)·stage-1 text-aligned + w·VL-adapted decoder`, engine: merged, eta: false }),
+          );
         } finally {
           await merged.close();
         }

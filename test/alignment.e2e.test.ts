@@ -14,7 +14,15 @@ describe('pipeline with thresholds that flag everything', () => {
     // tau_pre 0 flags every image, a huge tau_post every answer: each job must go through the aligner.
     p = await startLocalPipeline({
       quiet: true,
-      env: { REDIS_URL, ...TINY_PACKS_ENV, ETA_TAU_PRE: '0', ETA_TAU_POST: '1000', ALIGNER_N: '3', ALIGNER_MAX_TOTAL_TOKENS: '24', GENERATOR_MAX_NEW_TOKENS: '16' },
+      env: {
+        REDIS_URL,
+        ...TINY_PACKS_ENV,
+        ETA_TAU_PRE: '0',
+        ETA_TAU_POST: '1000',
+        ALIGNER_N: '3',
+        ALIGNER_MAX_TOTAL_TOKENS: '24',
+        GENERATOR_MAX_NEW_TOKENS: '16',
+      },
     });
     api = client(p.url, p.apiKey);
   });

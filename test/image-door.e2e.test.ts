@@ -62,21 +62,24 @@ describe('the door and the workers decode alike', () => {
     await p?.close();
   });
 
-  it.each(['truncatedPng', 'truncatedJpeg', 'corruptJpeg'] as const)('%s: 422 image_undecodable at the door, and the same code from both processors', async (name) => {
-    const bytes = bad[name];
-    const res = await api.post('/v1/jobs', form({ prompt: 'What is shown?' }, { image: { bytes, type: name.endsWith('Png') ? 'image/png' : 'image/jpeg' } }));
-    expect(res.status).toBe(422);
-    expect(res.body.error.code).toBe('image_undecodable');
-    // The workers' decode refuses the same bytes with the same typed error (no message for anyone to parse).
-    for (const processor of [new Idefics3ImageProcessor(preprocessor('models/tiny-vlm')), new ClipImageProcessor(preprocessor('models/tiny-clip'))]) {
-      const err = await processor.process(bytes).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(ModerationError);
-      expect((err as ModerationError).code).toBe('image_undecodable');
-    }
-  });
+  it.each(['truncatedPng', 'truncatedJpeg', 'corruptJpeg'] as const)(
+    '%s: 422 image_undecodable at the door, and the same code from both processors',
+    async (name) => {
+      const bytes = bad[name];
+      const res = await api.post('/v1/jobs', form({ prompt: 'What is shown?' }, { image: { bytes, type: name.endsWith('Png') ? 'image/png' : 'image/jpeg' } }));
+      expect(res.status).toBe(422);
+      expect(res.body.error.code).toBe('image_undecodable');
+      // The workers' decode refuses the same bytes with the same typed error (no message for anyone to parse).
+      for (const processor of [new Idefics3ImageProcessor(preprocessor('models/tiny-vlm')), new ClipImageProcessor(preprocessor('models/tiny-clip'))]) {
+        const err = await processor.process(bytes).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ModerationError);
+        expect((err as ModerationError).code).toBe('image_undecodable');
+      }
+    },
+  );
 
   it('a 100000x1 PNG (a kilobyte, few pixels) is refused with image_aspect_ratio; 20:1 is accepted', async () => {
     const strip = await solidPng(100_000, 1);

@@ -290,7 +290,7 @@ describe('the door holds', () => {
       expect(sent).toBeLessThan(16 * 1024 * 1024);
     });
 
-    it('prototype poisoning in a JSON body is still refused (fastify\'s own parser runs after the depth check)', async () => {
+    it("prototype poisoning in a JSON body is still refused (fastify's own parser runs after the depth check)", async () => {
       const res = await api.post('/v1/jobs', '{"prompt":"q","answer":"a","__proto__":{"admin":true}}', { 'content-type': 'application/json' });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('invalid_request');
@@ -381,12 +381,21 @@ describe('the door holds', () => {
         expect(res.body.error.code, JSON.stringify(prompt)).toBe('prompt_invisible');
       }
       expect((await api.post('/v1/jobs', { prompt: '   ', answer: 'a' })).body.error.code).toBe('prompt_empty');
-      for (const body of [{ prompt: 'ab\ud800', answer: 'a' }, { prompt: '\udc00x', answer: 'a' }, { prompt: 'q', answer: 'x\udfffy' }]) {
+      for (const body of [
+        { prompt: 'ab\ud800', answer: 'a' },
+        { prompt: '\udc00x', answer: 'a' },
+        { prompt: 'q', answer: 'x\udfffy' },
+      ]) {
         const res = await api.post('/v1/jobs', body);
         expect(res.status, JSON.stringify(body)).toBe(400);
         expect(res.body.error.code).toBe('text_invalid_unicode');
       }
-      const batch = await api.post('/v1/batches', { items: [{ prompt: 'ok', answer: 'a' }, { prompt: 'q', answer: '\ud83d' }] });
+      const batch = await api.post('/v1/batches', {
+        items: [
+          { prompt: 'ok', answer: 'a' },
+          { prompt: 'q', answer: '\ud83d' },
+        ],
+      });
       expect(batch.body.error).toMatchObject({ code: 'text_invalid_unicode', details: { item: 1 } });
       expect(isInvisible('a\u200b')).toBe(false);
       expect(isInvisible('\u{1F600}')).toBe(false);

@@ -118,7 +118,12 @@ describe('Redis down or paused: fail fast, never create after answering', () => 
       replies = await Promise.all([
         post(p.url, p.apiKey, '/v1/jobs', { prompt: 'hung 1', answer: 'a' }),
         post(p.url, p.apiKey, '/v1/jobs', { prompt: 'hung 2', answer: 'a' }, { 'idempotency-key': 'hung-2' }),
-        post(p.url, p.apiKey, '/v1/batches', { items: [{ prompt: 'hung 3', answer: 'a' }, { prompt: 'hung 4', answer: 'b' }] }),
+        post(p.url, p.apiKey, '/v1/batches', {
+          items: [
+            { prompt: 'hung 3', answer: 'a' },
+            { prompt: 'hung 4', answer: 'b' },
+          ],
+        }),
       ]);
     } finally {
       redis.process.kill('SIGCONT');
@@ -169,7 +174,9 @@ describe('Idempotency-Key under concurrency', () => {
     const api = client(p.url, p.apiKey);
     for (let i = 0; i < 3; i++) expect((await post(p.url, p.apiKey, '/v1/jobs', body(`fill ${i}`))).status).toBe(202);
     // The backlog (limit 4) now holds 4 jobs: every attempt fails with 429.
-    const replies = await Promise.all(Array.from({ length: 10 }, () => post(p.url, p.apiKey, '/v1/jobs', body('doomed'), { 'idempotency-key': 'concurrent-fail' })));
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, () => post(p.url, p.apiKey, '/v1/jobs', body('doomed'), { 'idempotency-key': 'concurrent-fail' })),
+    );
     for (const r of replies) {
       if (r.status === 202) expect((await api.get(r.body.poll_url)).status, `202 ${r.body.id}`).toBe(200);
       else expect([429, 409], JSON.stringify(r.body)).toContain(r.status);
@@ -220,7 +227,12 @@ describe('the backlog limit holds across replicas', () => {
     const replies = await Promise.all(
       Array.from({ length: 60 }, (_, i) =>
         i % 5 === 0
-          ? post(i % 2 ? secondUrl : p.url, p.apiKey, '/v1/batches', { items: [{ prompt: `b${i}`, answer: 'a' }, { prompt: `c${i}`, answer: 'a' }] })
+          ? post(i % 2 ? secondUrl : p.url, p.apiKey, '/v1/batches', {
+              items: [
+                { prompt: `b${i}`, answer: 'a' },
+                { prompt: `c${i}`, answer: 'a' },
+              ],
+            })
           : post(i % 2 ? secondUrl : p.url, p.apiKey, '/v1/jobs', { prompt: `r${i}`, answer: 'a' }),
       ),
     );

@@ -89,8 +89,18 @@ describe('intake API', () => {
         415,
         'unsupported_image_format',
       ],
-      ['not an image', () => api.post('/v1/jobs', form({ prompt: 'q' }, { image: { bytes: new TextEncoder().encode('hello world, not a picture') } })), 415, 'unsupported_image_format'],
-      ['truncated PNG', async () => api.post('/v1/jobs', form({ prompt: 'q' }, { image: { bytes: png.subarray(0, png.length - 30) } })), 422, 'image_undecodable'],
+      [
+        'not an image',
+        () => api.post('/v1/jobs', form({ prompt: 'q' }, { image: { bytes: new TextEncoder().encode('hello world, not a picture') } })),
+        415,
+        'unsupported_image_format',
+      ],
+      [
+        'truncated PNG',
+        async () => api.post('/v1/jobs', form({ prompt: 'q' }, { image: { bytes: png.subarray(0, png.length - 30) } })),
+        422,
+        'image_undecodable',
+      ],
       [
         'PNG with a corrupt header',
         async () => {
@@ -102,13 +112,13 @@ describe('intake API', () => {
         'image_undecodable',
       ],
       ['empty batch', () => api.post('/v1/batches', { items: [] }), 400, 'batch_empty'],
-      ['too many batch items', () => api.post('/v1/batches', { items: Array.from({ length: 7 }, () => ({ prompt: 'q', answer: 'a' })) }), 413, 'batch_too_large'],
       [
-        'one bad item spoils the batch',
-        () => api.post('/v1/batches', { items: [{ prompt: 'q', answer: 'a' }, { prompt: '' }] }),
-        400,
-        'prompt_empty',
+        'too many batch items',
+        () => api.post('/v1/batches', { items: Array.from({ length: 7 }, () => ({ prompt: 'q', answer: 'a' })) }),
+        413,
+        'batch_too_large',
       ],
+      ['one bad item spoils the batch', () => api.post('/v1/batches', { items: [{ prompt: 'q', answer: 'a' }, { prompt: '' }] }), 400, 'prompt_empty'],
       ['request over the size limit', () => api.post('/v1/batches', { items: [{ prompt: 'q', answer: 'a'.repeat(1_100_000) }] }), 413, 'request_too_large'],
       [
         'multipart batch naming a file that was not sent',
@@ -224,7 +234,13 @@ describe('intake API', () => {
     const res = await api.post(
       '/v1/batches',
       form(
-        { items: JSON.stringify([{ prompt: 'first', file: 'one' }, { prompt: 'second', file: 'two' }, { prompt: 'text only', answer: 'ok' }]) },
+        {
+          items: JSON.stringify([
+            { prompt: 'first', file: 'one' },
+            { prompt: 'second', file: 'two' },
+            { prompt: 'text only', answer: 'ok' },
+          ]),
+        },
         { one: { bytes: png }, two: { bytes: other } },
       ),
     );
@@ -272,7 +288,10 @@ describe('intake API', () => {
 describe('readiness follows Redis', () => {
   it('/readyz answers 503 when Redis goes away, /healthz stays 200', async () => {
     const redis = await startPrivateRedis();
-    const app = await createIntakeApp({ env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: '{readyz}', BLOB_DIR: '/tmp/readyz-blobs' }, logger: false });
+    const app = await createIntakeApp({
+      env: { ...process.env, REDIS_URL: redis.url, QUEUE_PREFIX: '{readyz}', BLOB_DIR: '/tmp/readyz-blobs' },
+      logger: false,
+    });
     try {
       await app.listen(0, '127.0.0.1');
       const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
@@ -289,5 +308,7 @@ describe('readiness follows Redis', () => {
 
 async function sharpGif(): Promise<Buffer> {
   const { default: sharp } = await import('sharp');
-  return sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } }).gif().toBuffer();
+  return sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } })
+    .gif()
+    .toBuffer();
 }

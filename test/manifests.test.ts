@@ -147,7 +147,12 @@ describe('k8s manifests', () => {
         expect(t.metadata.address).toBe(`${redisService.metadata.name}:${redisPort}`);
       }
       const formula: string = so.spec.advanced.scalingModifiers.formula;
-      expect(formula.split('+').map((s) => s.trim()).sort()).toEqual(['active', 'prioritized', 'wait']);
+      expect(
+        formula
+          .split('+')
+          .map((s) => s.trim())
+          .sort(),
+      ).toEqual(['active', 'prioritized', 'wait']);
       // Scale-to-zero is allowed for the batch GPU roles only.
       if (so.spec.minReplicaCount === 0) expect(GPU_ROLES).toContain(role);
     }
@@ -253,7 +258,10 @@ describe('docker-compose.yml', () => {
 });
 
 describe('Dockerfiles', () => {
-  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   for (const file of ['Dockerfile', 'Dockerfile.gpu']) {
     const text = readFileSync(join(ROOT, file), 'utf8').replace(/\\\n/g, ' ');
     const lines = text.split('\n').map((l) => l.trim());
@@ -278,11 +286,19 @@ describe('Dockerfiles', () => {
           expect(ignored.includes(src) || ignored.includes(src.split('/')[0]), `${file}: ${src} is in .dockerignore`).toBe(false);
         }
       }
-      expect(copies.some((c) => /^COPY config config$/.test(c)), 'the fitted config/').toBe(true);
+      expect(
+        copies.some((c) => /^COPY config config$/.test(c)),
+        'the fitted config/',
+      ).toBe(true);
     });
 
     it(`${file}: its command is a compiled entry point and the env it sets is read by the code`, () => {
-      const cmd = JSON.parse(lines.filter((l) => l.startsWith('CMD ')).pop()!.slice(4)) as string[];
+      const cmd = JSON.parse(
+        lines
+          .filter((l) => l.startsWith('CMD '))
+          .pop()!
+          .slice(4),
+      ) as string[];
       expectCompiledEntry(cmd, /dist\/apps\/([a-z-]+)\/src\/main\.js/.exec(cmd[1])![1]);
       const env = [...text.matchAll(/^ENV (.+)$/gm)].flatMap((m) => [...m[1].matchAll(/([A-Z_][A-Z0-9_]*)=(\S*)/g)].map((v) => [v[1], v[2]]));
       for (const [name] of env) expect(codeReads(name) || PLATFORM_ENV.has(name), `${file}: ${name}`).toBe(true);

@@ -190,7 +190,9 @@ describe('the OpenAPI document is the contract', () => {
     expect(responseProblems(doc as never, 'GET', '/v1/jobs/abcd1234', 200, 'application/json', { id: 'abcd1234' })).not.toEqual([]);
     expect(responseProblems(doc as never, 'GET', '/v1/jobs/abcd1234', 418, 'application/json', {})[0]).toMatch(/does not declare/);
     expect(responseProblems(doc as never, 'GET', '/v1/jobs/abcd1234', 404, 'application/json', { error: { code: 'not_found', message: 'x' } })).toEqual([]);
-    expect(responseProblems(doc as never, 'GET', '/v1/jobs/abcd1234', 404, 'application/json', { error: { code: 'no_such_code', message: 'x' } })).not.toEqual([]);
+    expect(responseProblems(doc as never, 'GET', '/v1/jobs/abcd1234', 404, 'application/json', { error: { code: 'no_such_code', message: 'x' } })).not.toEqual(
+      [],
+    );
   });
 
   it('bodies are strict: unknown fields are refused with unknown_field, in JSON, batch items, the batch wrapper and multipart', async () => {
@@ -199,7 +201,16 @@ describe('the OpenAPI document is the contract', () => {
     const cases: [string, unknown, string][] = [
       ['/v1/jobs', { prompt: 'q', answer: 'a', propmt: 'x' }, 'propmt'],
       ['/v1/batches', { items: [{ prompt: 'q', answer: 'a' }], extra: 1 }, 'extra'],
-      ['/v1/batches', { items: [{ prompt: 'q', answer: 'a' }, { prompt: 'q', answer: 'a', file: 'x' }] }, 'file'],
+      [
+        '/v1/batches',
+        {
+          items: [
+            { prompt: 'q', answer: 'a' },
+            { prompt: 'q', answer: 'a', file: 'x' },
+          ],
+        },
+        'file',
+      ],
       ['/v1/batches', [{ prompt: 'q', answer: 'a', colour: 'red' }], 'colour'],
       ['/v1/jobs', form({ prompt: 'q', answer: 'a', extra: 'x' }), 'extra'],
       ['/v1/jobs', form({ prompt: 'q' }, { picture: { bytes: png } }), 'picture'],
@@ -219,7 +230,21 @@ describe('the OpenAPI document is the contract', () => {
     writeFileSync(join(dir, 'client.ts'), CLIENT_PROGRAM);
     await run(
       bin('tsc'),
-      ['--strict', '--target', 'es2022', '--module', 'commonjs', '--moduleResolution', 'node10', '--esModuleInterop', '--types', 'node', '--outDir', join(dir, 'out'), join(dir, 'client.ts')],
+      [
+        '--strict',
+        '--target',
+        'es2022',
+        '--module',
+        'commonjs',
+        '--moduleResolution',
+        'node10',
+        '--esModuleInterop',
+        '--types',
+        'node',
+        '--outDir',
+        join(dir, 'out'),
+        join(dir, 'client.ts'),
+      ],
       { cwd: dir },
     ).catch((err: { stdout: string; stderr: string }) => {
       throw new Error(`tsc --strict failed:\n${err.stdout}\n${err.stderr}`);

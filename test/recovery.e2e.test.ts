@@ -84,10 +84,15 @@ describe('recovery with the default lock settings', () => {
   }
 
   const finalVerdict = (id: string, timeoutMs: number) =>
-    waitFor(`verdict ${id}`, async () => {
-      const v = (await api.get(`/v1/jobs/${id}`)).body as Verdict;
-      return v.status === 'succeeded' || v.status === 'failed' ? v : undefined;
-    }, timeoutMs, 100);
+    waitFor(
+      `verdict ${id}`,
+      async () => {
+        const v = (await api.get(`/v1/jobs/${id}`)).body as Verdict;
+        return v.status === 'succeeded' || v.status === 'failed' ? v : undefined;
+      },
+      timeoutMs,
+      100,
+    );
 
   it('defaults: a lock and a stall check that add up to well under 30 s', () => {
     expect(DEFAULTS.lockDuration! + DEFAULTS.stalledInterval!).toBeLessThanOrEqual(20_000);
@@ -107,7 +112,9 @@ describe('recovery with the default lock settings', () => {
     expect(v.status, JSON.stringify(v.error)).toBe('succeeded');
     expect(v.timings.generate_ms, 'the generation must outlast the lock for this test to mean anything').toBeGreaterThan(DEFAULTS.lockDuration!);
     const job = await generate.getJob(id);
-    console.log(`long generation: ${v.timings.generate_ms} ms (lock ${DEFAULTS.lockDuration} ms), attemptsStarted ${job!.attemptsStarted}, stalled events ${stalled.length}`);
+    console.log(
+      `long generation: ${v.timings.generate_ms} ms (lock ${DEFAULTS.lockDuration} ms), attemptsStarted ${job!.attemptsStarted}, stalled events ${stalled.length}`,
+    );
     expect(job!.attemptsStarted).toBe(1);
     expect(job!.stalledCounter).toBe(0);
     // One generate run plus one evaluate run.
@@ -131,13 +138,20 @@ describe('recovery with the default lock settings', () => {
     const exit = await victim.kill('SIGKILL');
     expect(exit.signal).toBe('SIGKILL');
 
-    const job = await waitFor('job picked up again and finished', async () => {
-      const j = await generate.getJob(id);
-      if (j?.finishedOn && (j.processedOn ?? 0) <= killedAt) {
-        throw new Error(`job ${id} finished without a rerun (processedOn ${j.processedOn}, finishedOn ${j.finishedOn}, kill ${killedAt}): the kill missed it`);
-      }
-      return j && j.finishedOn && (j.processedOn ?? 0) > killedAt ? j : undefined;
-    }, 60_000, 100);
+    const job = await waitFor(
+      'job picked up again and finished',
+      async () => {
+        const j = await generate.getJob(id);
+        if (j?.finishedOn && (j.processedOn ?? 0) <= killedAt) {
+          throw new Error(
+            `job ${id} finished without a rerun (processedOn ${j.processedOn}, finishedOn ${j.finishedOn}, kill ${killedAt}): the kill missed it`,
+          );
+        }
+        return j && j.finishedOn && (j.processedOn ?? 0) > killedAt ? j : undefined;
+      },
+      60_000,
+      100,
+    );
     const pickedUpS = (job.processedOn! - killedAt) / 1000;
     const finishedS = (job.finishedOn! - killedAt) / 1000;
     console.log(`recovery: picked up ${pickedUpS.toFixed(1)} s after the kill, finished ${finishedS.toFixed(1)} s after it`);

@@ -48,7 +48,7 @@ describe('revision profiles in the pipeline', () => {
     expect(b.original_answer ?? b.final_answer).not.toBe(a.original_answer ?? a.final_answer);
   });
 
-  it("refuses a profile the tenant may not use, at the door, and allows it for its tenant", async () => {
+  it('refuses a profile the tenant may not use, at the door, and allows it for its tenant', async () => {
     const denied = await demo.post('/v1/jobs', { prompt: 'Is the guard closed?', profile: 'tiny-head-mms-one' });
     expect(denied.status).toBe(403);
     expect(denied.body.error.code).toBe('profile_not_allowed');

@@ -72,10 +72,12 @@ export function responseProblems(doc: OpenApiDocument, method: string, path: str
   const operation = doc.paths[template][method.toLowerCase()];
   if (!operation) return [`${method} ${template} is not documented`];
   const response = operation.responses[String(status)];
-  if (!response) return [`${method} ${template} answered ${status}, which the document does not declare (it declares ${Object.keys(operation.responses).join(', ')})`];
+  if (!response)
+    return [`${method} ${template} answered ${status}, which the document does not declare (it declares ${Object.keys(operation.responses).join(', ')})`];
   const type = contentType.split(';')[0].trim().toLowerCase();
   if (!response.content) return [];
-  if (!response.content[type]) return [`${method} ${template} ${status} answered ${type || 'no content type'}; the document declares ${Object.keys(response.content).join(', ')}`];
+  if (!response.content[type])
+    return [`${method} ${template} ${status} answered ${type || 'no content type'}; the document declares ${Object.keys(response.content).join(', ')}`];
   let ajv = validators.get(doc);
   if (!ajv) {
     ajv = new Ajv({ strict: false, allErrors: true });
@@ -134,7 +136,9 @@ export function client(baseUrl: string, apiKey?: string, options: { validate?: b
 }
 
 export async function solidPng(width: number, height: number, rgb: [number, number, number] = [120, 130, 140]): Promise<Buffer> {
-  return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } }).png().toBuffer();
+  return sharp({ create: { width, height, channels: 3, background: { r: rgb[0], g: rgb[1], b: rgb[2] } } })
+    .png()
+    .toBuffer();
 }
 
 /** A PNG of roughly `bytes` bytes (random pixels do not compress). */
@@ -142,7 +146,9 @@ export async function noisyPng(bytes: number): Promise<Buffer> {
   const side = Math.ceil(Math.sqrt(bytes / 3));
   const raw = Buffer.alloc(side * side * 3);
   for (let i = 0; i < raw.length; i++) raw[i] = (i * 2654435761) >>> 24;
-  return sharp(raw, { raw: { width: side, height: side, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+  return sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+    .png({ compressionLevel: 0 })
+    .toBuffer();
 }
 
 /** Job counts of every stage queue under a prefix, all states that mean "enqueued". */

@@ -40,10 +40,14 @@ function spawnGenerator(env: NodeJS.ProcessEnv): Role {
 }
 
 async function ready(role: Role): Promise<void> {
-  await waitFor('generator ready', async () => {
-    if (role.child.exitCode !== null) throw new Error(`generator exited early:\n${role.output()}`);
-    return /generator ready/.test(role.output());
-  }, 60_000);
+  await waitFor(
+    'generator ready',
+    async () => {
+      if (role.child.exitCode !== null) throw new Error(`generator exited early:\n${role.output()}`);
+      return /generator ready/.test(role.output());
+    },
+    60_000,
+  );
 }
 
 describe('generator processes', () => {
@@ -96,10 +100,15 @@ describe('generator processes', () => {
   }
 
   async function finalVerdict(id: string): Promise<Verdict> {
-    return waitFor(`verdict ${id}`, async () => {
-      const v = (await api.get(`/v1/jobs/${id}`)).body as Verdict;
-      return v.status === 'succeeded' || v.status === 'failed' ? v : undefined;
-    }, 90_000, 200);
+    return waitFor(
+      `verdict ${id}`,
+      async () => {
+        const v = (await api.get(`/v1/jobs/${id}`)).body as Verdict;
+        return v.status === 'succeeded' || v.status === 'failed' ? v : undefined;
+      },
+      90_000,
+      200,
+    );
   }
 
   it('SIGKILL mid-job: the job is retried by another generator and gets exactly one verdict', async () => {

@@ -170,12 +170,28 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
   const stats = { redisDown: false };
   const ctl = new Redis({ ...redisOptions(redis.url), retryStrategy: () => 200 });
   ctl.on('error', () => undefined);
-  const queues = Object.fromEntries((['generate', 'evaluate', 'align'] as Stage[]).map((s) => [s, new Queue(s, { connection: redisOptions(redis.url), prefix })])) as Record<Stage, Queue>;
+  const queues = Object.fromEntries(
+    (['generate', 'evaluate', 'align'] as Stage[]).map((s) => [s, new Queue(s, { connection: redisOptions(redis.url), prefix })]),
+  ) as Record<Stage, Queue>;
   for (const q of Object.values(queues)) q.on('error', () => undefined);
 
   const report: ChaosReport = {
-    submitted: 0, accepted: 0, refused: {}, retried: {}, exactlyOne: 0, stuck: [], lost: [], lostInFsyncWindow: [], duplicated: [],
-    failedVerdicts: {}, decisions: {}, aligned: 0, kills: [], recovery: { samples: 0, p50Ms: NaN, p100Ms: NaN, byRole: {} }, seconds: 0, notes,
+    submitted: 0,
+    accepted: 0,
+    refused: {},
+    retried: {},
+    exactlyOne: 0,
+    stuck: [],
+    lost: [],
+    lostInFsyncWindow: [],
+    duplicated: [],
+    failedVerdicts: {},
+    decisions: {},
+    aligned: 0,
+    kills: [],
+    recovery: { samples: 0, p50Ms: NaN, p100Ms: NaN, byRole: {} },
+    seconds: 0,
+    notes,
   };
   try {
     // Roles: workers first (their engines load), then the intake.
@@ -183,11 +199,17 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
     for (const role of ['generator', 'evaluator', 'aligner'] as WorkerRoleName[]) for (let i = 0; i < (o.instances[role] ?? 1); i++) boot.push(spawnOne(role));
     boot.push(spawnOne('intake-api'));
     await Promise.all(boot.map((p) => p.ready(180_000)));
-    log(`chaos: ${boot.length} processes up after ${((Date.now() - started) / 1000).toFixed(1)} s (redis ${redis.url}, AOF appendfsync ${o.fsync}, prefix ${prefix})`);
+    log(
+      `chaos: ${boot.length} processes up after ${((Date.now() - started) / 1000).toFixed(1)} s (redis ${redis.url}, AOF appendfsync ${o.fsync}, prefix ${prefix})`,
+    );
 
     // The jobs: deterministic mix.
     const pngs = await Promise.all(
-      [0, 1, 2, 3].map((c) => sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 40 * c, g: 200 - 30 * c, b: 90 } } }).png().toBuffer()),
+      [0, 1, 2, 3].map((c) =>
+        sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 40 * c, g: 200 - 30 * c, b: 90 } } })
+          .png()
+          .toBuffer(),
+      ),
     );
     const item = (i: number) => {
       const image = (i * 7919) % 100 < o.imageShare * 100;
@@ -200,7 +222,7 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
     };
     const submissions: Submission[] = [];
     const batchEvery = o.batchShare > 0 ? Math.max(5, Math.round(5 / o.batchShare)) : Infinity;
-    for (let i = 0; i < o.jobs; ) {
+    for (let i = 0; i < o.jobs;) {
       if (i % batchEvery === 0 && i + 5 <= o.jobs) {
         submissions.push({ key: `chaos-batch-${i}`, batch: true, body: { items: [0, 1, 2, 3, 4].map((k) => item(i + k)) } });
         i += 5;
@@ -329,7 +351,9 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
         }
         await sleep(250);
       }
-      log(`  SIGKILL ${target} pid ${victims.map((v) => v.pid).join(', ')} (${rec.activeAtKill} active): ${rec.recoveryMs === undefined ? 'no job of it was seen rerunning within 60 s' : `job ${rec.jobId} running again after ${(rec.recoveryMs / 1000).toFixed(1)} s`}`);
+      log(
+        `  SIGKILL ${target} pid ${victims.map((v) => v.pid).join(', ')} (${rec.activeAtKill} active): ${rec.recoveryMs === undefined ? 'no job of it was seen rerunning within 60 s' : `job ${rec.jobId} running again after ${(rec.recoveryMs / 1000).toFixed(1)} s`}`,
+      );
     };
     const killRedis = async () => {
       const rec: KillRecord = { target: 'redis', at: Date.now(), activeAtKill: 0 };
@@ -370,9 +394,24 @@ export async function runChaos(overrides: Partial<ChaosOptions> = {}): Promise<C
       if (k < o.redisKills) infra.push(killRedis);
     }
     const chaos = Promise.all([
-      chain('generator', 500, 1500, times(o.kills, () => killWorker('generator'))),
-      chain('evaluator', 1000, 1500, times(o.kills, () => killWorker('evaluator'))),
-      chain('aligner', 1500, 1500, times(o.kills, () => killWorker('aligner'))),
+      chain(
+        'generator',
+        500,
+        1500,
+        times(o.kills, () => killWorker('generator')),
+      ),
+      chain(
+        'evaluator',
+        1000,
+        1500,
+        times(o.kills, () => killWorker('evaluator')),
+      ),
+      chain(
+        'aligner',
+        1500,
+        1500,
+        times(o.kills, () => killWorker('aligner')),
+      ),
       chain('intake/redis', 3000, 8000, infra),
     ]);
 
@@ -449,7 +488,11 @@ export function formatChaosReport(r: ChaosReport): string {
     `exactly one verdict ${r.exactlyOne}, stuck ${r.stuck.length}, lost ${r.lost.length} (of them accepted within 1.5 s before a redis kill: ${r.lostInFsyncWindow.length}), duplicated ${r.duplicated.length}`,
     `decisions ${JSON.stringify(r.decisions)}, failed verdicts ${JSON.stringify(r.failedVerdicts)}, aligned ${r.aligned}`,
     `kills: ${r.kills.map((k) => `${k.target}${k.recoveryMs !== undefined ? ` ${s(k.recoveryMs)}` : k.downMs !== undefined ? ` down ${s(k.downMs)}` : ' (no rerun seen)'}`).join(', ')}`,
-    `recovery (kill -> job running again): ${r.recovery.samples} samples, p50 ${s(r.recovery.p50Ms)}, p100 ${s(r.recovery.p100Ms)}; by role ${Object.entries(r.recovery.byRole).map(([k, v]) => `${k} [${v.map(s).join(', ')}]`).join('; ')}`,
+    `recovery (kill -> job running again): ${r.recovery.samples} samples, p50 ${s(r.recovery.p50Ms)}, p100 ${s(r.recovery.p100Ms)}; by role ${Object.entries(
+      r.recovery.byRole,
+    )
+      .map(([k, v]) => `${k} [${v.map(s).join(', ')}]`)
+      .join('; ')}`,
     `wall ${r.seconds.toFixed(1)} s`,
   ];
   if (r.stuck.length) lines.push(`stuck: ${r.stuck.slice(0, 10).join(', ')}${r.stuck.length > 10 ? ', ...' : ''}`);

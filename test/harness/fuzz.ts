@@ -82,7 +82,11 @@ export interface FuzzReport {
 function multipart(parts: { name: string; filename?: string; type?: string; data: Buffer | string }[], boundary = `----fuzz${randomBytes(8).toString('hex')}`) {
   const chunks: Buffer[] = [];
   for (const p of parts) {
-    chunks.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n${p.type ? `content-type: ${p.type}\r\n` : ''}\r\n`));
+    chunks.push(
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n${p.type ? `content-type: ${p.type}\r\n` : ''}\r\n`,
+      ),
+    );
     chunks.push(Buffer.isBuffer(p.data) ? p.data : Buffer.from(p.data));
     chunks.push(Buffer.from('\r\n'));
   }
@@ -91,13 +95,32 @@ function multipart(parts: { name: string; filename?: string; type?: string; data
 }
 
 async function images() {
-  const png = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } }).png().toBuffer();
-  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 20, g: 90, b: 200 } } }).jpeg().toBuffer();
-  const wide = await sharp({ create: { width: 100_000, height: 1, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer();
-  const tall = await sharp({ create: { width: 1, height: 100_000, channels: 3, background: { r: 1, g: 2, b: 3 } } }).png().toBuffer();
-  const noisy = await sharp(randomBytes(96 * 96 * 3), { raw: { width: 96, height: 96, channels: 3 } }).png().toBuffer();
-  const noisyJpeg = await sharp(randomBytes(96 * 96 * 3), { raw: { width: 96, height: 96, channels: 3 } }).jpeg().toBuffer();
-  return { png, jpeg, wide, tall, truncPng: noisy.subarray(0, Math.floor(noisy.length / 2)), truncJpeg: noisyJpeg.subarray(0, Math.floor(noisyJpeg.length / 2)) };
+  const png = await sharp({ create: { width: 48, height: 48, channels: 3, background: { r: 200, g: 30, b: 30 } } })
+    .png()
+    .toBuffer();
+  const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 20, g: 90, b: 200 } } })
+    .jpeg()
+    .toBuffer();
+  const wide = await sharp({ create: { width: 100_000, height: 1, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+    .png()
+    .toBuffer();
+  const tall = await sharp({ create: { width: 1, height: 100_000, channels: 3, background: { r: 1, g: 2, b: 3 } } })
+    .png()
+    .toBuffer();
+  const noisy = await sharp(randomBytes(96 * 96 * 3), { raw: { width: 96, height: 96, channels: 3 } })
+    .png()
+    .toBuffer();
+  const noisyJpeg = await sharp(randomBytes(96 * 96 * 3), { raw: { width: 96, height: 96, channels: 3 } })
+    .jpeg()
+    .toBuffer();
+  return {
+    png,
+    jpeg,
+    wide,
+    tall,
+    truncPng: noisy.subarray(0, Math.floor(noisy.length / 2)),
+    truncJpeg: noisyJpeg.subarray(0, Math.floor(noisyJpeg.length / 2)),
+  };
 }
 
 /** Classes where no request may be accepted. */
@@ -120,128 +143,388 @@ async function buildRequests(o: FuzzOptions, keys: { api: string; admin: string 
   const bearer = { authorization: `Bearer ${keys.api}` };
   const json = (v: unknown) => JSON.stringify(v);
   const jsonReq = (kind: string, path: string, body: string | Buffer, extra: Record<string, string> = {}): FuzzRequest => ({
-    kind, method: 'POST', path, headers: { ...bearer, 'content-type': 'application/json', ...extra }, body,
+    kind,
+    method: 'POST',
+    path,
+    headers: { ...bearer, 'content-type': 'application/json', ...extra },
+    body,
   });
   const id = () => `mod_${randomBytes(12).toString('hex')}`;
   const batchId = () => `bat_${randomBytes(12).toString('hex')}`;
 
   const adminPaths = [
-    '/admin/queues', '/admin/queues/', '//admin/queues', '///admin/queues/', '/ADMIN/queues', '/Admin/Queues', '/admin/QUEUES/',
-    '/%61dmin/queues', '/%41DMIN/queues', '/%2561dmin/queues', '/admin%2fqueues', '/admin%2Fqueues/', '/admin/queues%2F',
-    '/admin/%71ueues', '/admin/queues/api/queues', '/admin/queues/api/queues?activeQueue=generate', '//admin//queues/api/queues',
-    '/admin/queues/api/redis/stats', '/./admin/queues', '/v1/../admin/queues', '/admin/queues/..;/', '/admin;/queues', '/admin/queues;x',
-    '/admin/queues/static/../api/queues', '/%2e/admin/queues', '/admin/queues/api/queues/generate/retry/failed', '/admin/queues/%2e%2e/api/queues',
-    '/admin/queues?x=1', '/ADMIN/QUEUES/API/QUEUES', '/admin/queues/api/queues/generate/clean/completed',
+    '/admin/queues',
+    '/admin/queues/',
+    '//admin/queues',
+    '///admin/queues/',
+    '/ADMIN/queues',
+    '/Admin/Queues',
+    '/admin/QUEUES/',
+    '/%61dmin/queues',
+    '/%41DMIN/queues',
+    '/%2561dmin/queues',
+    '/admin%2fqueues',
+    '/admin%2Fqueues/',
+    '/admin/queues%2F',
+    '/admin/%71ueues',
+    '/admin/queues/api/queues',
+    '/admin/queues/api/queues?activeQueue=generate',
+    '//admin//queues/api/queues',
+    '/admin/queues/api/redis/stats',
+    '/./admin/queues',
+    '/v1/../admin/queues',
+    '/admin/queues/..;/',
+    '/admin;/queues',
+    '/admin/queues;x',
+    '/admin/queues/static/../api/queues',
+    '/%2e/admin/queues',
+    '/admin/queues/api/queues/generate/retry/failed',
+    '/admin/queues/%2e%2e/api/queues',
+    '/admin/queues?x=1',
+    '/ADMIN/QUEUES/API/QUEUES',
+    '/admin/queues/api/queues/generate/clean/completed',
   ];
   const adminAuth: Record<string, string>[] = [
-    {}, { authorization: 'Basic ' + Buffer.from('nocolon').toString('base64') }, { authorization: 'Basic ' + Buffer.from(keys.api).toString('base64') },
-    { authorization: 'Basic ' + Buffer.from(`:${keys.api}`).toString('base64') }, { authorization: 'Basic %%%' }, { authorization: 'Basic' },
-    { authorization: 'Bearer ' }, { authorization: `Bearer ${keys.api}` }, { authorization: 'bearer admin' }, { authorization: 'Basic ' + Buffer.from(keys.admin).toString('base64') },
+    {},
+    { authorization: 'Basic ' + Buffer.from('nocolon').toString('base64') },
+    { authorization: 'Basic ' + Buffer.from(keys.api).toString('base64') },
+    { authorization: 'Basic ' + Buffer.from(`:${keys.api}`).toString('base64') },
+    { authorization: 'Basic %%%' },
+    { authorization: 'Basic' },
+    { authorization: 'Bearer ' },
+    { authorization: `Bearer ${keys.api}` },
+    { authorization: 'bearer admin' },
+    { authorization: 'Basic ' + Buffer.from(keys.admin).toString('base64') },
   ];
 
   const classes: { kind: string; weight: number; make: () => FuzzRequest | FuzzRequest[] }[] = [
-    { kind: 'valid-job', weight: 6, make: () => pick([
-      jsonReq('valid-job', '/v1/jobs', json({ prompt: `What machine is this? ${rnd()}`, image: img.png.toString('base64') })),
-      jsonReq('valid-job', '/v1/jobs', json({ prompt: `Is it safe? ${rnd()}`, answer: 'Yes, with the guard closed.' })),
-      (() => { const m = multipart([{ name: 'prompt', data: `multipart ${rnd()}` }, { name: 'image', filename: 'a.jpg', type: 'image/jpeg', data: img.jpeg }]); return { kind: 'valid-job', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body }; })(),
-      jsonReq('valid-job', '/v1/batches', json({ items: [{ prompt: `a ${rnd()}` }, { prompt: 'b', image: img.png.toString('base64') }] })),
-    ]) },
-    { kind: 'admin-no-key', weight: 8, make: () => ({ kind: 'admin-no-key', method: pick(['GET', 'GET', 'PUT', 'POST', 'DELETE', 'HEAD']), path: pick(adminPaths), headers: pick(adminAuth) }) },
-    { kind: 'id-probe', weight: 6, make: () => {
-      const ids = [`${batchId()}:items`, `${batchId()}:counts`, `${id()}:items`, '*', '{mod}', '%7Bmod%7D:verdict:x', '..%2f..%2fhealthz', 'a'.repeat(20_000), `${id()}%00`, 'mod_' + 'ü'.repeat(300), '%F0%9F%92%A9', ' ', '%20', `${batchId()}_0:items`];
-      const base = pick(['/v1/jobs/', '/v1/batches/', '/v1/batches/']);
-      const suffix = base === '/v1/batches/' ? pick(['', '/verdicts', '/verdicts?limit=5']) : '';
-      return { kind: 'id-probe', method: 'GET', path: base + pick(ids) + suffix, headers: bearer };
-    } },
-    { kind: 'multipart-no-boundary', weight: 4, make: () => {
-      const m = multipart([{ name: 'prompt', data: 'hi' }]);
-      return { kind: 'multipart-no-boundary', method: 'POST', path: pick(['/v1/jobs', '/v1/batches']), headers: { ...bearer, 'content-type': pick(['multipart/form-data', 'multipart/form-data; boundary=', 'multipart/form-data; boundary="', 'multipart/form-data; boundary=nope', 'multipart/mixed']) }, body: pick([m.body, Buffer.alloc(0), randomBytes(200)]) };
-    } },
-    { kind: 'deep-metadata', weight: 2, make: () => {
-      const depth = pick([1000, 5000, 5000, 20000]);
-      const obj = '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
-      const arr = '['.repeat(depth) + ']'.repeat(depth);
-      return pick([
-        jsonReq('deep-metadata', '/v1/jobs', `{"prompt":"x","metadata":${obj}}`),
-        jsonReq('deep-metadata', '/v1/batches', `{"items":[{"prompt":"x"}],"metadata":${arr}}`),
-        jsonReq('deep-metadata', '/v1/jobs', `{"prompt":${arr}}`),
-        (() => { const m = multipart([{ name: 'prompt', data: 'x' }, { name: 'metadata', data: obj }]); return { kind: 'deep-metadata', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body }; })(),
-      ]);
-    } },
-    { kind: 'invisible-text', weight: 4, make: () => {
-      const prompts = ['\u200b'.repeat(50), '\u200b\u200c\u200d\u2060\ufeff', '\\ud800', '\\udfff\\ud800', 'ok \\ud83d', '\u202e\u202d', '\u0000', ' \t\n ', '\u00ad'.repeat(10)];
-      const p = pick(prompts);
-      if (rnd() < 0.3) {
-        const m = multipart([{ name: 'prompt', data: Buffer.concat([Buffer.from('bad utf8 '), Buffer.from([0xed, 0xa0, 0x80, 0xff, 0xfe, 0xc0])]) }]);
-        return { kind: 'invisible-text', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body, refuse: 'invalid UTF-8 in a multipart prompt' };
-      }
-      const lone = /\\ud[89a-f]/.test(p) && !/\\ud83d$/.test(p) ? 'lone surrogate' : /\\ud83d$/.test(p) ? 'lone high surrogate at the end' : undefined;
-      const blank = !/[a-z]/i.test(p.replace(/\\u[0-9a-f]{4}/gi, '')) ? 'prompt of invisible/blank chars only' : undefined;
-      return pick([
-        { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"${p}"}`), refuse: lone ?? blank },
-        { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"valid","answer":"${p}"}`), refuse: lone && `${lone} in the answer` },
-        { ...jsonReq('invisible-text', '/v1/batches', `{"items":[{"prompt":"fine"},{"prompt":"${p}"}]}`), refuse: (lone ?? blank) && `batch item: ${lone ?? blank}` },
-        { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"x","metadata":{"${p}":"${p}"}}`), refuse: lone && `${lone} in metadata` },
-      ]);
-    } },
-    { kind: 'png-100000x1', weight: 2, make: () => {
-      const im = pick([img.wide, img.tall]);
-      if (rnd() < 0.5) return jsonReq('png-100000x1', '/v1/jobs', json({ prompt: 'wide', image: im.toString('base64') }));
-      const m = multipart([{ name: 'prompt', data: 'wide' }, { name: 'image', filename: 'w.png', type: 'image/png', data: im }]);
-      return { kind: 'png-100000x1', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
-    } },
-    { kind: 'truncated-image', weight: 3, make: () => {
-      const im = pick([img.truncPng, img.truncJpeg, img.png.subarray(0, 40), img.jpeg.subarray(0, 4), Buffer.from('GIF89a')]);
-      if (rnd() < 0.4) return jsonReq('truncated-image', pick(['/v1/jobs', '/v1/batches']), rnd() < 0.5 ? json({ prompt: 't', image: im.toString('base64') }) : json({ items: [{ prompt: 'ok' }, { prompt: 't', image: im.toString('base64') }] }));
-      const m = multipart([{ name: 'prompt', data: 't' }, { name: 'image', filename: 't.png', type: 'image/png', data: im }]);
-      return { kind: 'truncated-image', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
-    } },
-    { kind: 'three-files', weight: 2, make: () => {
-      const m = multipart([{ name: 'prompt', data: 'three' }, ...[0, 1, 2].map((i) => ({ name: pick(['image', `image${i}`, 'file']), filename: `${i}.png`, type: 'image/png', data: img.png }))]);
-      return { kind: 'three-files', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
-    } },
-    { kind: 'basic-no-colon', weight: 3, make: () => ({
-      kind: 'basic-no-colon', method: pick(['POST', 'GET']), path: pick(['/v1/jobs', `/v1/jobs/${id()}`, '/v1/batches', '/admin/queues']),
-      headers: { authorization: pick(['Basic ' + Buffer.from(keys.api).toString('base64'), 'Basic ' + Buffer.from('x').toString('base64'), 'Basic ====', 'Basic ' + Buffer.from(':').toString('base64'), 'Basic ' + 'A'.repeat(9000)]), 'content-type': 'application/json' },
-      body: json({ prompt: 'auth?' }),
-    }) },
-    { kind: 'bad-percent', weight: 4, make: () => ({
-      kind: 'bad-percent', method: 'GET', headers: bearer,
-      path: pick(['/v1/jobs/%zz', '/v1/jobs/%', '/v1/jobs/%E0%A4%A', '/v1/batches/%C0%AF/verdicts', '/v1/batches/%ff%fe', '/%ff', '/v1/jobs/%00', '/v1/jobs/abc%2', '/healthz%', '/metrics?%zz=1', '/v1/batches/x/verdicts?cursor=%zz&limit=%', '/openapi.json?%', '/docs/%zz', '/v1/%2e%2e/healthz']),
-    }) },
-    { kind: 'overlong-params', weight: 3, make: () => ({
-      kind: 'overlong-params', method: 'GET', headers: bearer,
-      path: `/v1/batches/${batchId()}/verdicts?` + pick([
-        'limit=99999999999999999999999', 'limit=-1', 'limit=abc', 'limit=1e309', 'limit=0', `cursor=${'z'.repeat(30_000)}`, `cursor=${encodeURIComponent('\u0000\ud7ff')}`, 'cursor=-5&limit=1', 'limit=1&limit=2', `x=${'y'.repeat(60_000)}`,
-      ]),
-    }) },
-    { kind: 'random-bytes', weight: 6, make: () => ({
-      kind: 'random-bytes', method: pick(['POST', 'POST', 'PUT', 'PATCH', 'GET']), path: pick(['/v1/jobs', '/v1/batches', `/v1/jobs/${id()}`, '/healthz', '/readyz', '/metrics', '/openapi.json', '/docs']),
-      headers: { ...bearer, ...(rnd() < 0.8 ? { 'content-type': pick(['application/json', 'text/plain', 'application/octet-stream', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'image/png']) } : {}) },
-      body: randomBytes(Math.floor(rnd() * 4096)),
-    }) },
-    { kind: 'body-types', weight: 5, make: () => {
-      const bodies: [string | undefined, string | Buffer | undefined][] = [
-        ['text/plain', 'prompt=hello'], ['application/json', ''], ['application/json', 'null'], ['application/json', '[]'], ['application/json', '"str"'], ['application/json', '{"prompt":1}'],
-        ['application/json', '{"prompt":"x","image":"not base64!!"}'], ['application/json', '{"prompt":"x","image":123}'], ['application/json', '{"items":{}}'], ['application/json', '{"items":[]}'],
-        ['application/json', json({ items: Array.from({ length: 501 }, () => ({ prompt: 'x' })) })], ['application/json', '{"__proto__":{"admin":true},"prompt":"x"}'],
-        ['application/x-www-form-urlencoded', 'prompt=hi&image=abc'], [undefined, undefined], [undefined, 'no content type'], ['application/json', '{"prompt":"x","profile":"../../etc/passwd"}'],
-        ['application/json', '{"items":[{"prompt":"fine"},{"prompt":""}]}'], ['application/json', '{"prompt":"x","answer":' + json('a'.repeat(20_000)) + '}'],
-      ];
-      const [type, body] = pick(bodies);
-      return { kind: 'body-types', method: 'POST', path: pick(['/v1/jobs', '/v1/batches']), headers: { ...bearer, ...(type ? { 'content-type': type } : {}) }, body };
-    } },
-    { kind: 'ops-routes', weight: 4, make: () => ({ kind: 'ops-routes', method: pick(['GET', 'GET', 'HEAD', 'POST', 'OPTIONS', 'DELETE']), path: pick(['/openapi.json', '/docs', '/docs/', '/docs/swagger-ui.css', '/healthz', '/readyz', '/metrics', '/', '/v1', '/v1/jobs', '/v1/batches']), headers: rnd() < 0.5 ? bearer : {} }) },
-    { kind: 'idem-dupes', weight: 2, make: () => {
-      const key = `fuzz-${randomBytes(6).toString('hex')}`;
-      const same = json({ prompt: `dup ${key}` });
-      const group = key;
-      const n = 6;
-      return Array.from({ length: n }, (_, i) => ({
-        ...jsonReq('idem-dupes', pick(['/v1/jobs']), i === n - 1 ? json({ prompt: `different ${key}` }) : same, { 'idempotency-key': key }),
-        group,
-      }));
-    } },
+    {
+      kind: 'valid-job',
+      weight: 6,
+      make: () =>
+        pick([
+          jsonReq('valid-job', '/v1/jobs', json({ prompt: `What machine is this? ${rnd()}`, image: img.png.toString('base64') })),
+          jsonReq('valid-job', '/v1/jobs', json({ prompt: `Is it safe? ${rnd()}`, answer: 'Yes, with the guard closed.' })),
+          (() => {
+            const m = multipart([
+              { name: 'prompt', data: `multipart ${rnd()}` },
+              { name: 'image', filename: 'a.jpg', type: 'image/jpeg', data: img.jpeg },
+            ]);
+            return { kind: 'valid-job', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+          })(),
+          jsonReq('valid-job', '/v1/batches', json({ items: [{ prompt: `a ${rnd()}` }, { prompt: 'b', image: img.png.toString('base64') }] })),
+        ]),
+    },
+    {
+      kind: 'admin-no-key',
+      weight: 8,
+      make: () => ({ kind: 'admin-no-key', method: pick(['GET', 'GET', 'PUT', 'POST', 'DELETE', 'HEAD']), path: pick(adminPaths), headers: pick(adminAuth) }),
+    },
+    {
+      kind: 'id-probe',
+      weight: 6,
+      make: () => {
+        const ids = [
+          `${batchId()}:items`,
+          `${batchId()}:counts`,
+          `${id()}:items`,
+          '*',
+          '{mod}',
+          '%7Bmod%7D:verdict:x',
+          '..%2f..%2fhealthz',
+          'a'.repeat(20_000),
+          `${id()}%00`,
+          'mod_' + 'ü'.repeat(300),
+          '%F0%9F%92%A9',
+          ' ',
+          '%20',
+          `${batchId()}_0:items`,
+        ];
+        const base = pick(['/v1/jobs/', '/v1/batches/', '/v1/batches/']);
+        const suffix = base === '/v1/batches/' ? pick(['', '/verdicts', '/verdicts?limit=5']) : '';
+        return { kind: 'id-probe', method: 'GET', path: base + pick(ids) + suffix, headers: bearer };
+      },
+    },
+    {
+      kind: 'multipart-no-boundary',
+      weight: 4,
+      make: () => {
+        const m = multipart([{ name: 'prompt', data: 'hi' }]);
+        return {
+          kind: 'multipart-no-boundary',
+          method: 'POST',
+          path: pick(['/v1/jobs', '/v1/batches']),
+          headers: {
+            ...bearer,
+            'content-type': pick([
+              'multipart/form-data',
+              'multipart/form-data; boundary=',
+              'multipart/form-data; boundary="',
+              'multipart/form-data; boundary=nope',
+              'multipart/mixed',
+            ]),
+          },
+          body: pick([m.body, Buffer.alloc(0), randomBytes(200)]),
+        };
+      },
+    },
+    {
+      kind: 'deep-metadata',
+      weight: 2,
+      make: () => {
+        const depth = pick([1000, 5000, 5000, 20000]);
+        const obj = '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+        const arr = '['.repeat(depth) + ']'.repeat(depth);
+        return pick([
+          jsonReq('deep-metadata', '/v1/jobs', `{"prompt":"x","metadata":${obj}}`),
+          jsonReq('deep-metadata', '/v1/batches', `{"items":[{"prompt":"x"}],"metadata":${arr}}`),
+          jsonReq('deep-metadata', '/v1/jobs', `{"prompt":${arr}}`),
+          (() => {
+            const m = multipart([
+              { name: 'prompt', data: 'x' },
+              { name: 'metadata', data: obj },
+            ]);
+            return { kind: 'deep-metadata', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+          })(),
+        ]);
+      },
+    },
+    {
+      kind: 'invisible-text',
+      weight: 4,
+      make: () => {
+        const prompts = [
+          '\u200b'.repeat(50),
+          '\u200b\u200c\u200d\u2060\ufeff',
+          '\\ud800',
+          '\\udfff\\ud800',
+          'ok \\ud83d',
+          '\u202e\u202d',
+          '\u0000',
+          ' \t\n ',
+          '\u00ad'.repeat(10),
+        ];
+        const p = pick(prompts);
+        if (rnd() < 0.3) {
+          const m = multipart([{ name: 'prompt', data: Buffer.concat([Buffer.from('bad utf8 '), Buffer.from([0xed, 0xa0, 0x80, 0xff, 0xfe, 0xc0])]) }]);
+          return {
+            kind: 'invisible-text',
+            method: 'POST',
+            path: '/v1/jobs',
+            headers: { ...bearer, 'content-type': m.type },
+            body: m.body,
+            refuse: 'invalid UTF-8 in a multipart prompt',
+          };
+        }
+        const lone = /\\ud[89a-f]/.test(p) && !/\\ud83d$/.test(p) ? 'lone surrogate' : /\\ud83d$/.test(p) ? 'lone high surrogate at the end' : undefined;
+        const blank = !/[a-z]/i.test(p.replace(/\\u[0-9a-f]{4}/gi, '')) ? 'prompt of invisible/blank chars only' : undefined;
+        return pick([
+          { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"${p}"}`), refuse: lone ?? blank },
+          { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"valid","answer":"${p}"}`), refuse: lone && `${lone} in the answer` },
+          {
+            ...jsonReq('invisible-text', '/v1/batches', `{"items":[{"prompt":"fine"},{"prompt":"${p}"}]}`),
+            refuse: (lone ?? blank) && `batch item: ${lone ?? blank}`,
+          },
+          { ...jsonReq('invisible-text', '/v1/jobs', `{"prompt":"x","metadata":{"${p}":"${p}"}}`), refuse: lone && `${lone} in metadata` },
+        ]);
+      },
+    },
+    {
+      kind: 'png-100000x1',
+      weight: 2,
+      make: () => {
+        const im = pick([img.wide, img.tall]);
+        if (rnd() < 0.5) return jsonReq('png-100000x1', '/v1/jobs', json({ prompt: 'wide', image: im.toString('base64') }));
+        const m = multipart([
+          { name: 'prompt', data: 'wide' },
+          { name: 'image', filename: 'w.png', type: 'image/png', data: im },
+        ]);
+        return { kind: 'png-100000x1', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+      },
+    },
+    {
+      kind: 'truncated-image',
+      weight: 3,
+      make: () => {
+        const im = pick([img.truncPng, img.truncJpeg, img.png.subarray(0, 40), img.jpeg.subarray(0, 4), Buffer.from('GIF89a')]);
+        if (rnd() < 0.4)
+          return jsonReq(
+            'truncated-image',
+            pick(['/v1/jobs', '/v1/batches']),
+            rnd() < 0.5
+              ? json({ prompt: 't', image: im.toString('base64') })
+              : json({ items: [{ prompt: 'ok' }, { prompt: 't', image: im.toString('base64') }] }),
+          );
+        const m = multipart([
+          { name: 'prompt', data: 't' },
+          { name: 'image', filename: 't.png', type: 'image/png', data: im },
+        ]);
+        return { kind: 'truncated-image', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+      },
+    },
+    {
+      kind: 'three-files',
+      weight: 2,
+      make: () => {
+        const m = multipart([
+          { name: 'prompt', data: 'three' },
+          ...[0, 1, 2].map((i) => ({ name: pick(['image', `image${i}`, 'file']), filename: `${i}.png`, type: 'image/png', data: img.png })),
+        ]);
+        return { kind: 'three-files', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+      },
+    },
+    {
+      kind: 'basic-no-colon',
+      weight: 3,
+      make: () => ({
+        kind: 'basic-no-colon',
+        method: pick(['POST', 'GET']),
+        path: pick(['/v1/jobs', `/v1/jobs/${id()}`, '/v1/batches', '/admin/queues']),
+        headers: {
+          authorization: pick([
+            'Basic ' + Buffer.from(keys.api).toString('base64'),
+            'Basic ' + Buffer.from('x').toString('base64'),
+            'Basic ====',
+            'Basic ' + Buffer.from(':').toString('base64'),
+            'Basic ' + 'A'.repeat(9000),
+          ]),
+          'content-type': 'application/json',
+        },
+        body: json({ prompt: 'auth?' }),
+      }),
+    },
+    {
+      kind: 'bad-percent',
+      weight: 4,
+      make: () => ({
+        kind: 'bad-percent',
+        method: 'GET',
+        headers: bearer,
+        path: pick([
+          '/v1/jobs/%zz',
+          '/v1/jobs/%',
+          '/v1/jobs/%E0%A4%A',
+          '/v1/batches/%C0%AF/verdicts',
+          '/v1/batches/%ff%fe',
+          '/%ff',
+          '/v1/jobs/%00',
+          '/v1/jobs/abc%2',
+          '/healthz%',
+          '/metrics?%zz=1',
+          '/v1/batches/x/verdicts?cursor=%zz&limit=%',
+          '/openapi.json?%',
+          '/docs/%zz',
+          '/v1/%2e%2e/healthz',
+        ]),
+      }),
+    },
+    {
+      kind: 'overlong-params',
+      weight: 3,
+      make: () => ({
+        kind: 'overlong-params',
+        method: 'GET',
+        headers: bearer,
+        path:
+          `/v1/batches/${batchId()}/verdicts?` +
+          pick([
+            'limit=99999999999999999999999',
+            'limit=-1',
+            'limit=abc',
+            'limit=1e309',
+            'limit=0',
+            `cursor=${'z'.repeat(30_000)}`,
+            `cursor=${encodeURIComponent('\u0000\ud7ff')}`,
+            'cursor=-5&limit=1',
+            'limit=1&limit=2',
+            `x=${'y'.repeat(60_000)}`,
+          ]),
+      }),
+    },
+    {
+      kind: 'random-bytes',
+      weight: 6,
+      make: () => ({
+        kind: 'random-bytes',
+        method: pick(['POST', 'POST', 'PUT', 'PATCH', 'GET']),
+        path: pick(['/v1/jobs', '/v1/batches', `/v1/jobs/${id()}`, '/healthz', '/readyz', '/metrics', '/openapi.json', '/docs']),
+        headers: {
+          ...bearer,
+          ...(rnd() < 0.8
+            ? {
+                'content-type': pick([
+                  'application/json',
+                  'text/plain',
+                  'application/octet-stream',
+                  'multipart/form-data; boundary=x',
+                  'application/x-www-form-urlencoded',
+                  'application/json; charset=utf-16',
+                  'image/png',
+                ]),
+              }
+            : {}),
+        },
+        body: randomBytes(Math.floor(rnd() * 4096)),
+      }),
+    },
+    {
+      kind: 'body-types',
+      weight: 5,
+      make: () => {
+        const bodies: [string | undefined, string | Buffer | undefined][] = [
+          ['text/plain', 'prompt=hello'],
+          ['application/json', ''],
+          ['application/json', 'null'],
+          ['application/json', '[]'],
+          ['application/json', '"str"'],
+          ['application/json', '{"prompt":1}'],
+          ['application/json', '{"prompt":"x","image":"not base64!!"}'],
+          ['application/json', '{"prompt":"x","image":123}'],
+          ['application/json', '{"items":{}}'],
+          ['application/json', '{"items":[]}'],
+          ['application/json', json({ items: Array.from({ length: 501 }, () => ({ prompt: 'x' })) })],
+          ['application/json', '{"__proto__":{"admin":true},"prompt":"x"}'],
+          ['application/x-www-form-urlencoded', 'prompt=hi&image=abc'],
+          [undefined, undefined],
+          [undefined, 'no content type'],
+          ['application/json', '{"prompt":"x","profile":"../../etc/passwd"}'],
+          ['application/json', '{"items":[{"prompt":"fine"},{"prompt":""}]}'],
+          ['application/json', '{"prompt":"x","answer":' + json('a'.repeat(20_000)) + '}'],
+        ];
+        const [type, body] = pick(bodies);
+        return {
+          kind: 'body-types',
+          method: 'POST',
+          path: pick(['/v1/jobs', '/v1/batches']),
+          headers: { ...bearer, ...(type ? { 'content-type': type } : {}) },
+          body,
+        };
+      },
+    },
+    {
+      kind: 'ops-routes',
+      weight: 4,
+      make: () => ({
+        kind: 'ops-routes',
+        method: pick(['GET', 'GET', 'HEAD', 'POST', 'OPTIONS', 'DELETE']),
+        path: pick(['/openapi.json', '/docs', '/docs/', '/docs/swagger-ui.css', '/healthz', '/readyz', '/metrics', '/', '/v1', '/v1/jobs', '/v1/batches']),
+        headers: rnd() < 0.5 ? bearer : {},
+      }),
+    },
+    {
+      kind: 'idem-dupes',
+      weight: 2,
+      make: () => {
+        const key = `fuzz-${randomBytes(6).toString('hex')}`;
+        const same = json({ prompt: `dup ${key}` });
+        const group = key;
+        const n = 6;
+        return Array.from({ length: n }, (_, i) => ({
+          ...jsonReq('idem-dupes', pick(['/v1/jobs']), i === n - 1 ? json({ prompt: `different ${key}` }) : same, { 'idempotency-key': key }),
+          group,
+        }));
+      },
+    },
   ];
 
   const total = classes.reduce((a, c) => a + c.weight, 0);
@@ -250,10 +533,14 @@ async function buildRequests(o: FuzzOptions, keys: { api: string; admin: string 
   for (let i = 0; i < o.hugeCount; i++) {
     const mb = [12, 24, 40, 70][i % 4];
     const big = 'A'.repeat(mb * 1024 * 1024);
-    out.push(i % 2 === 0 ? jsonReq('huge-prompt', '/v1/jobs', `{"prompt":"${big}"}`) : (() => {
-      const m = multipart([{ name: 'prompt', data: big }]);
-      return { kind: 'huge-prompt', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
-    })());
+    out.push(
+      i % 2 === 0
+        ? jsonReq('huge-prompt', '/v1/jobs', `{"prompt":"${big}"}`)
+        : (() => {
+            const m = multipart([{ name: 'prompt', data: big }]);
+            return { kind: 'huge-prompt', method: 'POST', path: '/v1/jobs', headers: { ...bearer, 'content-type': m.type }, body: m.body };
+          })(),
+    );
   }
   while (out.length < o.requests) {
     let r = rnd() * total;
@@ -286,7 +573,12 @@ function sendRaw(port: number, r: FuzzRequest, started: number): Promise<Sent> {
     socket.setTimeout(30_000, () => socket.destroy(new Error('timeout')));
     socket.on('connect', () => {
       const body = r.body === undefined ? Buffer.alloc(0) : Buffer.from(r.body);
-      const head = [`${r.method} ${r.path} HTTP/1.1`, `host: 127.0.0.1:${port}`, 'connection: close', ...Object.entries(r.headers ?? {}).map(([k, v]) => `${k}: ${v}`)];
+      const head = [
+        `${r.method} ${r.path} HTTP/1.1`,
+        `host: 127.0.0.1:${port}`,
+        'connection: close',
+        ...Object.entries(r.headers ?? {}).map(([k, v]) => `${k}: ${v}`),
+      ];
       if (r.body !== undefined) head.push(`content-length: ${body.length}`);
       socket.end(Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'), body]));
     });
@@ -294,7 +586,11 @@ function sendRaw(port: number, r: FuzzRequest, started: number): Promise<Sent> {
     const done = (err?: Error) => {
       const text = Buffer.concat(chunks).toString('latin1');
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
-      resolve({ status: m ? Number(m[1]) : `error:${err?.message ?? 'no status line'}`, ms: performance.now() - started, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
+      resolve({
+        status: m ? Number(m[1]) : `error:${err?.message ?? 'no status line'}`,
+        ms: performance.now() - started,
+        body: text.slice(text.indexOf('\r\n\r\n') + 4),
+      });
     };
     socket.on('error', (e) => done(e));
     socket.on('close', () => done());
@@ -336,12 +632,33 @@ export async function runFuzz(overrides: Partial<FuzzOptions> = {}): Promise<Fuz
   const port = await freePort();
   const sha = (s: string) => createHash('sha256').update(s).digest('hex');
   const intake = spawnRole('intake-api', {
-    REDIS_URL: o.redisUrl, QUEUE_PREFIX: prefix, BLOB_DIR: blobDir, PORT: String(port), HOST: '127.0.0.1',
-    API_KEYS: `fuzz:${sha(apiKey)}`, ADMIN_API_KEY_SHA256: sha(adminKey), INTAKE_MAX_BACKLOG: '10000000',
+    REDIS_URL: o.redisUrl,
+    QUEUE_PREFIX: prefix,
+    BLOB_DIR: blobDir,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    API_KEYS: `fuzz:${sha(apiKey)}`,
+    ADMIN_API_KEY_SHA256: sha(adminKey),
+    INTAKE_MAX_BACKLOG: '10000000',
   });
   const report: FuzzReport = {
-    sent: 0, byStatus: {}, byKind: {}, fiveXx: {}, fiveXxSamples: [], acceptedHostile: {}, adminOpen: [], slow: {}, maxLatencyMs: 0, maxLatencyKind: '',
-    transportErrors: {}, accepted202: 0, acceptedIds: 0, enqueuedJobs: 0, verdicts: 0, enqueuedRefused: [], seconds: 0,
+    sent: 0,
+    byStatus: {},
+    byKind: {},
+    fiveXx: {},
+    fiveXxSamples: [],
+    acceptedHostile: {},
+    adminOpen: [],
+    slow: {},
+    maxLatencyMs: 0,
+    maxLatencyKind: '',
+    transportErrors: {},
+    accepted202: 0,
+    acceptedIds: 0,
+    enqueuedJobs: 0,
+    verdicts: 0,
+    enqueuedRefused: [],
+    seconds: 0,
   };
   const accepted = new Set<string>();
   const agent = new Agent({ keepAlive: true, maxSockets: o.concurrency });
@@ -368,7 +685,12 @@ export async function runFuzz(overrides: Partial<FuzzOptions> = {}): Promise<Fuz
         inc(report.fiveXx, r.kind);
         if (report.fiveXxSamples.length < 40) report.fiveXxSamples.push(`${r.kind} ${r.method} ${r.path.slice(0, 80)} -> ${s.status} ${s.body.slice(0, 160)}`);
       }
-      if (r.kind === 'admin-no-key' && typeof s.status === 'number' && s.status < 400 && !(r.headers?.authorization ?? '').includes(Buffer.from(adminKey).toString('base64'))) {
+      if (
+        r.kind === 'admin-no-key' &&
+        typeof s.status === 'number' &&
+        s.status < 400 &&
+        !(r.headers?.authorization ?? '').includes(Buffer.from(adminKey).toString('base64'))
+      ) {
         report.adminOpen.push(`${r.method} ${r.path} [${r.headers?.authorization ?? 'no auth'}] -> ${s.status}`);
       }
       if (s.ms > 2000) inc(report.slow, r.kind);

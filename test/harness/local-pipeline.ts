@@ -94,7 +94,11 @@ export async function startLocalPipeline(
     },
     async close({ keepKeys = false } = {}) {
       // Workers drain before the intake closes; each closes its own queues and Redis connections.
-      await Promise.allSettled(Object.entries(apps).filter(([r]) => r !== 'intake').map(([, a]) => a!.close()));
+      await Promise.allSettled(
+        Object.entries(apps)
+          .filter(([r]) => r !== 'intake')
+          .map(([, a]) => a!.close()),
+      );
       await apps.intake?.close();
       if (!keepKeys) await deleteKeys(env.REDIS_URL || DEFAULT_REDIS_URL, env.QUEUE_PREFIX!);
       rmSync(blobDir, { recursive: true, force: true });

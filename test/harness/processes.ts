@@ -144,8 +144,22 @@ export async function startAofRedis(dir: string, options: { fsync?: 'always' | '
   const launch = async () => {
     child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', options.fsync ?? 'everysec',
-        '--dir', dir, '--maxmemory-policy', 'noeviction'],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        options.fsync ?? 'everysec',
+        '--dir',
+        dir,
+        '--maxmemory-policy',
+        'noeviction',
+      ],
       { stdio: 'ignore' },
     );
     track(child);

@@ -32,9 +32,7 @@ export class GenerationService {
     const started = Date.now();
     let result;
     try {
-      [result] = await this.engine.generate([
-        { prompt: job.prompt, image, maxNewTokens: this.config.maxNewTokens, revision: profile.feed },
-      ]);
+      [result] = await this.engine.generate([{ prompt: job.prompt, image, maxNewTokens: this.config.maxNewTokens, revision: profile.feed }]);
     } catch (err) {
       throw classifyEngineError(err, 'generation_failed');
     }

@@ -91,7 +91,10 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   app.useBodyParser('application/json', { bodyLimit: limits.maxRequestBytes }, (req, body, done) => {
     const text = body.toString('utf8');
     if (jsonDepthExceeds(text, limits.maxJsonDepth)) {
-      done(new ModerationError('json_too_deep', `the JSON body is nested deeper than ${limits.maxJsonDepth} levels`, { limit: limits.maxJsonDepth }), undefined);
+      done(
+        new ModerationError('json_too_deep', `the JSON body is nested deeper than ${limits.maxJsonDepth} levels`, { limit: limits.maxJsonDepth }),
+        undefined,
+      );
       return;
     }
     parseJson(req as never, text, done);
@@ -132,7 +135,13 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   // (percent-escapes, which the router decodes), and for no other.
   const board = new BullBoardFastifyAdapter();
   board.setBasePath(ADMIN_DASHBOARD_PATH);
-  createBullBoard({ queues: app.get(StageDispatcher).all().map((q) => new BullMQAdapter(q)), serverAdapter: board as never });
+  createBullBoard({
+    queues: app
+      .get(StageDispatcher)
+      .all()
+      .map((q) => new BullMQAdapter(q)),
+    serverAdapter: board as never,
+  });
   await app.register(async (dashboard: FastifyInstance) => {
     dashboard.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
       try {

@@ -52,9 +52,12 @@ interface MultipartBounds {
 
 /** A text field cut short by the field-size limit: name the limit the client hit. */
 function fieldTooLong(name: string, bounds: MultipartBounds, limits: Limits): ModerationError {
-  if (name === 'prompt') return new ModerationError('prompt_too_long', `prompt is limited to ${limits.maxPromptChars} characters`, { limit: limits.maxPromptChars });
-  if (name === 'answer') return new ModerationError('answer_too_long', `answer is limited to ${limits.maxAnswerChars} characters`, { limit: limits.maxAnswerChars });
-  if (name === 'metadata') return new ModerationError('metadata_too_large', `metadata is limited to ${limits.maxMetadataBytes} bytes of JSON`, { limit: limits.maxMetadataBytes });
+  if (name === 'prompt')
+    return new ModerationError('prompt_too_long', `prompt is limited to ${limits.maxPromptChars} characters`, { limit: limits.maxPromptChars });
+  if (name === 'answer')
+    return new ModerationError('answer_too_long', `answer is limited to ${limits.maxAnswerChars} characters`, { limit: limits.maxAnswerChars });
+  if (name === 'metadata')
+    return new ModerationError('metadata_too_large', `metadata is limited to ${limits.maxMetadataBytes} bytes of JSON`, { limit: limits.maxMetadataBytes });
   return new ModerationError('request_too_large', `field ${name} is over the limit of ${bounds.maxFieldBytes} bytes`, { limit: bounds.maxFieldBytes });
 }
 
@@ -115,7 +118,10 @@ async function readMultipart(req: FastifyRequest, limits: Limits, bounds: Multip
 
 /** Submissions are JSON or multipart; anything else (fastify also parses text/plain) is refused. */
 function requireJson(req: FastifyRequest): void {
-  const type = String(req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  const type = String(req.headers['content-type'] ?? '')
+    .split(';')[0]
+    .trim()
+    .toLowerCase();
   if (type !== 'application/json' && !type.endsWith('+json')) {
     throw new ModerationError('unsupported_media_type', `send application/json or multipart/form-data, not "${type || 'nothing'}"`);
   }
@@ -165,7 +171,9 @@ export async function readJob(req: FastifyRequest, limits: Limits): Promise<Inta
     refuseUnknown(form.fields.keys(), FORM_JOB_FIELDS, 'a multipart job');
     for (const file of form.files) {
       if (file.field !== 'image') {
-        throw new ModerationError('unknown_field', `a multipart job takes its file in the field "image", not "${file.field.slice(0, 100)}"`, { field: file.field.slice(0, 100) });
+        throw new ModerationError('unknown_field', `a multipart job takes its file in the field "image", not "${file.field.slice(0, 100)}"`, {
+          field: file.field.slice(0, 100),
+        });
       }
     }
     return {
@@ -199,7 +207,9 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
     const rawItems = parseJsonField('items', form.fields.get('items'), limits);
     if (!Array.isArray(rawItems)) throw new ModerationError('invalid_request', 'multipart batches need a field "items" holding a JSON array');
     if (rawItems.length > limits.maxBatchItems) {
-      throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, { limit: limits.maxBatchItems });
+      throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, {
+        limit: limits.maxBatchItems,
+      });
     }
     const byField = new Map(form.files.map((f) => [f.field, f.bytes]));
     const named = rawItems.some((item) => item && typeof item === 'object' && 'file' in item);
@@ -224,7 +234,9 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
   const rawItems = Array.isArray(body) ? body : strictObject(body, JSON_BATCH_FIELDS, 'a batch').items;
   if (!Array.isArray(rawItems)) throw new ModerationError('invalid_request', 'a batch is { items: [...] } or a JSON array');
   if (rawItems.length > limits.maxBatchItems) {
-    throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, { limit: limits.maxBatchItems });
+    throw new ModerationError('batch_too_large', `a batch holds at most ${limits.maxBatchItems} items; got ${rawItems.length}`, {
+      limit: limits.maxBatchItems,
+    });
   }
   const items = rawItems.map((raw, i): IntakeItem => {
     const item = strictObject(raw, JSON_JOB_FIELDS, `item ${i} of a batch`, i);

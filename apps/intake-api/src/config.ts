@@ -65,7 +65,10 @@ export function loadKeys(env: NodeJS.ProcessEnv): { tenantKeys: Map<string, stri
     if (!SHA.test(hash)) throw new Error('admin API key must be given as a sha256 hex digest');
     adminKeys.add(hash);
   };
-  for (const entry of (env[INTAKE_ENV.apiKeys] ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const entry of (env[INTAKE_ENV.apiKeys] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const at = entry.lastIndexOf(':');
     if (at <= 0) throw new Error(`${INTAKE_ENV.apiKeys} entries are tenant:sha256, got "${entry}"`);
     addTenant(entry.slice(0, at), entry.slice(at + 1));

@@ -21,12 +21,7 @@ export class IntakeModule {
         StorageModule.register(env, { producer: true, collectBlobs: true }),
       ],
       controllers: [JobsController, OpsController],
-      providers: [
-        { provide: INTAKE_CONFIG, useValue: config },
-        IntakeService,
-        IntakeMetrics,
-        { provide: APP_GUARD, useClass: ApiKeyGuard },
-      ],
+      providers: [{ provide: INTAKE_CONFIG, useValue: config }, IntakeService, IntakeMetrics, { provide: APP_GUARD, useClass: ApiKeyGuard }],
     };
   }
 }

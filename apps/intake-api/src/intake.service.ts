@@ -1,23 +1,9 @@
 import { RevisionProfileError } from '@libs/revision';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import {
-  ModerationError,
-  type BatchAccepted,
-  type JobAccepted,
-  type StageJob,
-  type Verdict,
-} from '@libs/contracts';
+import { ModerationError, type BatchAccepted, type JobAccepted, type StageJob, type Verdict } from '@libs/contracts';
 import { asRedisError, entryStage, StageDispatcher, type Reservation } from '@libs/queue';
-import {
-  BLOB_STORE,
-  VERDICT_STORE,
-  sha256Hex,
-  type BatchRecord,
-  type BlobStore,
-  type IdempotencyRecord,
-  type VerdictStore,
-} from '@libs/storage';
+import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BatchRecord, type BlobStore, type IdempotencyRecord, type VerdictStore } from '@libs/storage';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { inspectImage } from './image-inspector';
 import { valueDepthExceeds } from './json-depth';
@@ -211,7 +197,10 @@ export class IntakeService {
     if (typeof metadata !== 'object' || Array.isArray(metadata)) throw new ModerationError('invalid_request', 'metadata must be a JSON object', at);
     // Before JSON.stringify, which recurses: metadata thousands of levels deep would overflow the stack.
     if (valueDepthExceeds(metadata, this.config.limits.maxJsonDepth)) {
-      throw new ModerationError('json_too_deep', `metadata is nested deeper than ${this.config.limits.maxJsonDepth} levels`, { ...at, limit: this.config.limits.maxJsonDepth });
+      throw new ModerationError('json_too_deep', `metadata is nested deeper than ${this.config.limits.maxJsonDepth} levels`, {
+        ...at,
+        limit: this.config.limits.maxJsonDepth,
+      });
     }
     if (hasIllFormedString(metadata)) throw new ModerationError('text_invalid_unicode', 'metadata holds a lone UTF-16 surrogate', { ...at, field: 'metadata' });
     if (Buffer.byteLength(JSON.stringify(metadata)) > this.config.limits.maxMetadataBytes) {
@@ -239,7 +228,8 @@ export class IntakeService {
     }
     if (!isWellFormed(prompt)) throw new ModerationError('text_invalid_unicode', 'prompt holds a lone UTF-16 surrogate', { ...at, field: 'prompt' });
     if (prompt.trim().length === 0) throw new ModerationError('prompt_empty', 'prompt must not be empty', at);
-    if (isInvisible(prompt)) throw new ModerationError('prompt_invisible', 'prompt holds no visible character (only zero-width, control or format characters)', at);
+    if (isInvisible(prompt))
+      throw new ModerationError('prompt_invisible', 'prompt holds no visible character (only zero-width, control or format characters)', at);
     if (item.answer !== undefined && typeof item.answer !== 'string') throw new ModerationError('invalid_request', 'answer must be a string', at);
     const answer = item.answer as string | undefined;
     if (answer !== undefined && codePointsOver(answer, limits.maxAnswerChars)) {

@@ -27,10 +27,7 @@ export class JobsController {
 
   @Post('jobs')
   @HttpCode(202)
-  async submitJob(
-    @Req() req: FastifyRequest,
-    @CurrentPrincipal() principal: Principal,
-  ): Promise<JobAccepted> {
+  async submitJob(@Req() req: FastifyRequest, @CurrentPrincipal() principal: Principal): Promise<JobAccepted> {
     const tenant = tenantOf(principal);
     return this.intake.submitJob(tenant, await readJob(req, this.config.limits), idempotencyKeyOf(req));
   }
@@ -44,10 +41,7 @@ export class JobsController {
 
   @Post('batches')
   @HttpCode(202)
-  async submitBatch(
-    @Req() req: FastifyRequest,
-    @CurrentPrincipal() principal: Principal,
-  ): Promise<BatchAccepted> {
+  async submitBatch(@Req() req: FastifyRequest, @CurrentPrincipal() principal: Principal): Promise<BatchAccepted> {
     const tenant = tenantOf(principal);
     const { items, metadata } = await readBatch(req, this.config.limits);
     return this.intake.submitBatch(tenant, items, metadata, idempotencyKeyOf(req));

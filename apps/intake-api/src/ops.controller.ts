@@ -23,10 +23,7 @@ export class OpsController {
   @Get('readyz')
   async readyz(@Res() reply: FastifyReply): Promise<void> {
     try {
-      const pong = await Promise.race([
-        this.redis.ping(),
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref()),
-      ]);
+      const pong = await Promise.race([this.redis.ping(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 1000).unref())]);
       reply.status(200).send({ status: 'ok', redis: pong });
     } catch (err) {
       reply.status(503).send({ status: 'unavailable', redis: (err as Error).message });

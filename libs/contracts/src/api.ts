@@ -4,19 +4,19 @@ import { ErrorCodeSchema, VerdictSchema, VerdictStatusSchema } from './verdict';
 
 const MetadataSchema = z
   .record(z.string(), z.unknown())
-  .describe('Client data kept with the job and returned in its verdict: a JSON object, at most INTAKE_MAX_METADATA_BYTES (default 4096) bytes as compact JSON, nested at most INTAKE_MAX_JSON_DEPTH (default 32) levels');
+  .describe(
+    'Client data kept with the job and returned in its verdict: a JSON object, at most INTAKE_MAX_METADATA_BYTES (default 4096) bytes as compact JSON, nested at most INTAKE_MAX_JSON_DEPTH (default 32) levels',
+  );
 
 const PromptSchema = z
   .string()
   .describe('The question about the image (or the text request), 1 to INTAKE_MAX_PROMPT_CHARS (default 4000) characters, with at least one visible character');
 const AnswerSchema = z
   .string()
-  .describe('An existing answer to moderate: generation is skipped and the answer is evaluated (and aligned if flagged); at most INTAKE_MAX_ANSWER_CHARS (default 16000) characters');
-const ProfileSchema = z
-  .string()
-  .min(1)
-  .max(100)
-  .describe('Revision profile name (one the server knows and allows for the tenant); `none` when absent');
+  .describe(
+    'An existing answer to moderate: generation is skipped and the answer is evaluated (and aligned if flagged); at most INTAKE_MAX_ANSWER_CHARS (default 16000) characters',
+  );
+const ProfileSchema = z.string().min(1).max(100).describe('Revision profile name (one the server knows and allows for the tenant); `none` when absent');
 
 /**
  * Request bodies as the API parses them. Limits (lengths, sizes) are checked by the intake service against
@@ -65,7 +65,9 @@ export const JobSubmissionFormSchema = z
     metadata: JsonMetadataField.optional(),
     image: BinaryImage.optional(),
   })
-  .describe('One job as multipart/form-data: text fields and at most one file, in the field `image`. Other fields are refused with 400 unknown_field, a second file with 400 too_many_files.');
+  .describe(
+    'One job as multipart/form-data: text fields and at most one file, in the field `image`. Other fields are refused with 400 unknown_field, a second file with 400 too_many_files.',
+  );
 
 /** One item of the multipart batch's `items` field. */
 export const BatchFormItemSchema = z
@@ -76,7 +78,9 @@ export const BatchFormItemSchema = z
     metadata: MetadataSchema.optional(),
     file: z
       .string()
-      .describe('Name of the multipart file field that holds this item\'s image. When no item names a file, the files pair with the items in order (one file per item, or none)')
+      .describe(
+        "Name of the multipart file field that holds this item's image. When no item names a file, the files pair with the items in order (one file per item, or none)",
+      )
       .optional(),
   })
   .describe('One item of a multipart batch (inside the JSON text of the `items` field). Unknown fields are refused with 400 unknown_field.');
@@ -92,7 +96,7 @@ export const BatchSubmissionFormSchema = z
   })
   .catchall(BinaryImage)
   .describe(
-    'Many jobs as multipart/form-data: the `items` field and up to one file per item, each file in a field of its own name (named by an item\'s `file`, or paired in order). A text field other than items and metadata is refused with 400 unknown_field.',
+    "Many jobs as multipart/form-data: the `items` field and up to one file per item, each file in a field of its own name (named by an item's `file`, or paired in order). A text field other than items and metadata is refused with 400 unknown_field.",
   );
 
 export const JobAcceptedSchema = z
@@ -129,7 +133,7 @@ export const BatchStatusSchema = z
         queued: count('waiting in a queue'),
         processing: count('being worked on'),
         succeeded: count('with a final verdict'),
-        failed: count('that failed (see each verdict\'s error)'),
+        failed: count("that failed (see each verdict's error)"),
       })
       .describe('Jobs of the batch by status'),
     done: z.boolean().describe('True when every job succeeded or failed'),
@@ -145,7 +149,7 @@ export const VerdictPageSchema = z
     /** Pass as `?cursor=` for the next page; null on the last page. */
     next_cursor: z.string().nullable().describe('Pass as `?cursor=` for the next page; null on the last page'),
   })
-  .describe('One page of a batch\'s verdicts');
+  .describe("One page of a batch's verdicts");
 export type VerdictPage = z.infer<typeof VerdictPageSchema>;
 
 export const ApiErrorSchema = z

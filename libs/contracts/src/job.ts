@@ -5,9 +5,7 @@ export const PolicySchema = z.enum(POLICIES);
 export type Policy = z.infer<typeof PolicySchema>;
 
 /** Moderation ids double as BullMQ job ids: no ':' and never all digits (BullMQ rejects both). */
-export const ModerationIdSchema = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_-]{3,80}$/, 'ids start with a letter and use [A-Za-z0-9_-]');
+export const ModerationIdSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{3,80}$/, 'ids start with a letter and use [A-Za-z0-9_-]');
 
 export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/);
 

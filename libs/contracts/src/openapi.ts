@@ -221,8 +221,20 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
       '/v1/batches/{id}/verdicts': {
         get: read('getBatchVerdicts', 'Verdicts of a batch in submission order, cursor-paginated', 'batch', 'VerdictPage', {
           parameters: [
-            { name: 'cursor', in: 'query', required: false, description: 'next_cursor of the previous page, as given', schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+$' } },
-            { name: 'limit', in: 'query', required: false, description: 'Verdicts per page', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            {
+              name: 'cursor',
+              in: 'query',
+              required: false,
+              description: 'next_cursor of the previous page, as given',
+              schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+$' },
+            },
+            {
+              name: 'limit',
+              in: 'query',
+              required: false,
+              description: 'Verdicts per page',
+              schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            },
           ],
         }),
       },
@@ -232,7 +244,10 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
           operationId: 'healthz',
           summary: 'Liveness: the process answers',
           security: [],
-          responses: { 200: { description: 'Alive', content: { 'application/json': { schema: ref('Health') } } }, ...errors({ 400: ['invalid_request'], ...TRANSPORT }) },
+          responses: {
+            200: { description: 'Alive', content: { 'application/json': { schema: ref('Health') } } },
+            ...errors({ 400: ['invalid_request'], ...TRANSPORT }),
+          },
         },
       },
       '/readyz': {
@@ -256,8 +271,15 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
           description: metricsAdmin ? 'Needs the admin key (METRICS_AUTH=admin).' : 'Open to scrapers (METRICS_AUTH=public).',
           security: metricsAdmin ? SECURITY : [],
           responses: {
-            200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: { type: 'string', description: 'Prometheus text format 0.0.4' } } } },
-            ...errors({ 400: ['invalid_request'], ...TRANSPORT, ...((metricsAdmin ? { 401: ['unauthorized'], 403: ['forbidden'] } : {}) as Record<number, ErrorCode[]>) }),
+            200: {
+              description: 'Prometheus text exposition format',
+              content: { 'text/plain': { schema: { type: 'string', description: 'Prometheus text format 0.0.4' } } },
+            },
+            ...errors({
+              400: ['invalid_request'],
+              ...TRANSPORT,
+              ...((metricsAdmin ? { 401: ['unauthorized'], 403: ['forbidden'] } : {}) as Record<number, ErrorCode[]>),
+            }),
           },
         },
       },

@@ -20,7 +20,10 @@ describe('contracts', () => {
 
   it('limits come from env, and bad values are refused', () => {
     expect(limitsFromEnv({})).toEqual(DEFAULT_LIMITS);
-    expect(limitsFromEnv({ INTAKE_MAX_BATCH_ITEMS: '7', INTAKE_IMAGE_FORMATS: 'png, JPEG' })).toMatchObject({ maxBatchItems: 7, imageFormats: ['png', 'jpeg'] });
+    expect(limitsFromEnv({ INTAKE_MAX_BATCH_ITEMS: '7', INTAKE_IMAGE_FORMATS: 'png, JPEG' })).toMatchObject({
+      maxBatchItems: 7,
+      imageFormats: ['png', 'jpeg'],
+    });
     expect(() => limitsFromEnv({ INTAKE_MAX_IMAGE_BYTES: 'lots' })).toThrow();
     expect(() => limitsFromEnv({ INTAKE_IMAGE_FORMATS: 'gif' })).toThrow();
   });

@@ -18,7 +18,10 @@ export async function asrVsOverRefusalPng(results: ConfigResult[], title: string
   const colours = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [];
-  for (let t = 0; t <= 100; t += 20) parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y(t)}" y2="${y(t)}" stroke="#eee"/><text x="${m.left - 8}" y="${y(t) + 4}" text-anchor="end" font-size="12">${t}</text>`);
+  for (let t = 0; t <= 100; t += 20)
+    parts.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${y(t)}" y2="${y(t)}" stroke="#eee"/><text x="${m.left - 8}" y="${y(t) + 4}" text-anchor="end" font-size="12">${t}</text>`,
+    );
   const step = maxX > 40 ? 10 : 5;
   for (let t = 0; t <= maxX; t += step) parts.push(`<text x="${x(t)}" y="${m.top + ph + 18}" text-anchor="middle" font-size="12">${t}</text>`);
   results.forEach((r, i) => {

@@ -1,6 +1,18 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { AbstentionJudge, type ConfigResult, type EvalItem, asrVsOverRefusalPng, bootstrapRate, isCorrect, isUnsafe, markdownTable, relativeChange, summarize, judge } from '@libs/evaluation';
+import {
+  AbstentionJudge,
+  type ConfigResult,
+  type EvalItem,
+  asrVsOverRefusalPng,
+  bootstrapRate,
+  isCorrect,
+  isUnsafe,
+  markdownTable,
+  relativeChange,
+  summarize,
+  judge,
+} from '@libs/evaluation';
 
 const harmful: EvalItem = {
   id: 'h1',

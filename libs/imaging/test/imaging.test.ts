@@ -37,8 +37,20 @@ describe('imaging', () => {
       ['truncated PNG', png.subarray(0, png.length - 30), 'image_undecodable'],
       ['truncated JPEG', jpeg.subarray(0, Math.floor(jpeg.length * 0.6)), 'image_undecodable'],
       ['JPEG with a bad Huffman code (a libjpeg warning)', corrupt, 'image_undecodable'],
-      ['100000x1', await sharp({ create: { width: 100_000, height: 1, channels: 3, background: '#808080' } }).png().toBuffer(), 'image_aspect_ratio'],
-      ['6000x5000', await sharp({ create: { width: 6000, height: 5000, channels: 3, background: '#808080' } }).png().toBuffer(), 'image_too_many_pixels'],
+      [
+        '100000x1',
+        await sharp({ create: { width: 100_000, height: 1, channels: 3, background: '#808080' } })
+          .png()
+          .toBuffer(),
+        'image_aspect_ratio',
+      ],
+      [
+        '6000x5000',
+        await sharp({ create: { width: 6000, height: 5000, channels: 3, background: '#808080' } })
+          .png()
+          .toBuffer(),
+        'image_too_many_pixels',
+      ],
     ];
     for (const [name, bytes, code] of cases) {
       expect(await codeOf(inspectImage(bytes, DEFAULT_LIMITS, true)), `door: ${name}`).toBe(code);
@@ -47,7 +59,10 @@ describe('imaging', () => {
   });
 
   it('the aspect ratio limit is inclusive and applies both ways; the header checks run without the decode check', async () => {
-    const solid = (w: number, h: number) => sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } }).png().toBuffer();
+    const solid = (w: number, h: number) =>
+      sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } })
+        .png()
+        .toBuffer();
     const limits = { ...DEFAULT_LIMITS, maxImageAspectRatio: 4 };
     expect(await codeOf(inspectImage(await solid(400, 100), limits, false))).toBeUndefined();
     expect(await codeOf(inspectImage(await solid(401, 100), limits, false))).toBe('image_aspect_ratio');
@@ -58,7 +73,9 @@ describe('imaging', () => {
   });
 
   it('decodeRgb gives sRGB without alpha, as the processors expect', async () => {
-    const rgba = await sharp({ create: { width: 3, height: 2, channels: 4, background: { r: 10, g: 20, b: 30, alpha: 0.5 } } }).png().toBuffer();
+    const rgba = await sharp({ create: { width: 3, height: 2, channels: 4, background: { r: 10, g: 20, b: 30, alpha: 0.5 } } })
+      .png()
+      .toBuffer();
     const image = await decodeRgb(rgba, DEFAULT_LIMITS);
     expect([image.width, image.height, image.data.length]).toEqual([3, 2, 18]);
     expect([...image.data.subarray(0, 3)]).toEqual([10, 20, 30]);
@@ -66,6 +83,9 @@ describe('imaging', () => {
 
   it('workers read the door settings from the same env names', () => {
     expect(decodeLimitsFromEnv({})).toEqual({ maxImagePixels: DEFAULT_LIMITS.maxImagePixels, maxImageAspectRatio: DEFAULT_LIMITS.maxImageAspectRatio });
-    expect(decodeLimitsFromEnv({ INTAKE_MAX_IMAGE_PIXELS: '1000', INTAKE_MAX_IMAGE_ASPECT_RATIO: '3' })).toEqual({ maxImagePixels: 1000, maxImageAspectRatio: 3 });
+    expect(decodeLimitsFromEnv({ INTAKE_MAX_IMAGE_PIXELS: '1000', INTAKE_MAX_IMAGE_ASPECT_RATIO: '3' })).toEqual({
+      maxImagePixels: 1000,
+      maxImageAspectRatio: 3,
+    });
   });
 });

@@ -109,9 +109,7 @@ function findEmbeddings(index: GraphIndex): { tensor: string; dimsOf: string; lo
       return { tensor: n.output[0], dimsOf: 'input_ids', lookup: n };
     }
   }
-  throw new DecoderStructureError(
-    "no residual stream start: the graph has no 'inputs_embeds' input and no embedding Gather over 'input_ids'",
-  );
+  throw new DecoderStructureError("no residual stream start: the graph has no 'inputs_embeds' input and no embedding Gather over 'input_ids'");
 }
 
 class StructureFinder {
@@ -149,9 +147,7 @@ class StructureFinder {
     if (candidates.length <= 1) return candidates[0];
     const hinted = candidates.filter((c) => c.node.name?.includes(`layers.${layerHint}/`));
     if (hinted.length === 1) return hinted[0];
-    throw new DecoderStructureError(
-      `layer ${layerHint}: ambiguous residual merge after '${residual}': ${candidates.map((c) => label(c.node)).join(', ')}`,
-    );
+    throw new DecoderStructureError(`layer ${layerHint}: ambiguous residual merge after '${residual}': ${candidates.map((c) => label(c.node)).join(', ')}`);
   }
 
   /** Walks back from the attention branch output through a bias Add / casts to the projection. */
@@ -263,9 +259,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
         `layer ${layer}: attention merge ${label(attention.node)} is not followed by an MLP residual merge (the layer's end is missing)`,
       );
     }
-    const mlpAttention = [...mlp.branchNodes].find(
-      (n) => FUSED_ATTENTION_OPS.has(n.op_type) || n.output.some((o) => o.startsWith('present')),
-    );
+    const mlpAttention = [...mlp.branchNodes].find((n) => FUSED_ATTENTION_OPS.has(n.op_type) || n.output.some((o) => o.startsWith('present')));
     if (mlpAttention) {
       throw new DecoderStructureError(
         `layer ${layer}: the branch into ${label(mlp.node)} (expected MLP) holds attention ${label(mlpAttention)}; ` +
@@ -279,9 +273,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
 
   const config = opts.config;
   if (config?.num_hidden_layers !== undefined && config.num_hidden_layers !== layers.length) {
-    throw new DecoderStructureError(
-      `found ${layers.length} layers in the graph but config.json says num_hidden_layers=${config.num_hidden_layers}`,
-    );
+    throw new DecoderStructureError(`found ${layers.length} layers in the graph but config.json says num_hidden_layers=${config.num_hidden_layers}`);
   }
 
   const startInfo = model.graph.input.find((v) => v.name === start.dimsOf);
@@ -289,7 +281,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   const lookup = start.lookup;
   // A quantized table's values are integers; its scales carry the activation type.
   const tableType = lookup && index.initializers.get(lookup.input[lookup.op_type === 'Gather' ? 0 : 2])?.data_type;
-  const elemType = lookup ? tableType ?? 1 : tensorElemType(startInfo) ?? 1;
+  const elemType = lookup ? (tableType ?? 1) : (tensorElemType(startInfo) ?? 1);
 
   const tableDims = lookup?.op_type === 'Gather' ? index.initializers.get(lookup.input[0])?.dims : undefined;
   const hiddenFromGraph = lookup
@@ -306,8 +298,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   }
 
   const inFeatures = finder.oProjInFeatures(layers[0].oProj);
-  const heads =
-    config?.num_attention_heads ?? attrInt(layers[0].attentionOp, 'num_heads') ?? headsFromReshape(index, layers[0], inFeatures);
+  const heads = config?.num_attention_heads ?? attrInt(layers[0].attentionOp, 'num_heads') ?? headsFromReshape(index, layers[0], inFeatures);
   if (heads === undefined) {
     throw new DecoderStructureError('number of attention heads unknown: no config.json num_attention_heads and no num_heads attribute');
   }
@@ -315,9 +306,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   for (const l of layers) {
     const k = finder.oProjInFeatures(l.oProj);
     if (k !== undefined && k !== heads * headDim) {
-      throw new DecoderStructureError(
-        `layer ${l.layer}: o_proj ${label(l.oProj)} takes ${k} features, expected heads*head_dim = ${heads}*${headDim}`,
-      );
+      throw new DecoderStructureError(`layer ${l.layer}: o_proj ${label(l.oProj)} takes ${k} features, expected heads*head_dim = ${heads}*${headDim}`);
     }
   }
 

@@ -25,14 +25,7 @@ export {
   type ResidualMerge,
   type TextConfig,
 } from './decoder-structure';
-export {
-  AlreadyRevisableError,
-  REVISION_INPUTS,
-  TAP_OUTPUTS,
-  addRevisionPoints,
-  isRevisable,
-  type LayerPointReport,
-} from './revision-surgery';
+export { AlreadyRevisableError, REVISION_INPUTS, TAP_OUTPUTS, addRevisionPoints, isRevisable, type LayerPointReport } from './revision-surgery';
 export {
   DECODER_FILE,
   REVISABLE_FILE,

@@ -2,17 +2,7 @@
  * Plain-object constructors for ONNX protos, and a small GraphBuilder. The surgery uses the constructors;
  * tests use GraphBuilder to build decoders in code, so no binary fixtures live in git.
  */
-import {
-  AttributeProto,
-  AttributeType,
-  DataType,
-  GraphProto,
-  ModelProto,
-  NodeProto,
-  TensorProto,
-  TensorShapeDim,
-  ValueInfo,
-} from './onnx-proto';
+import { AttributeProto, AttributeType, DataType, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeDim, ValueInfo } from './onnx-proto';
 
 export type AttrValue = number | string | number[] | TensorProto | { float: number } | { floats: number[] };
 
@@ -29,14 +19,7 @@ export function makeAttribute(name: string, value: AttrValue): AttributeProto {
   return { ...base, type: AttributeType.TENSOR, t: value };
 }
 
-export function makeNode(
-  opType: string,
-  inputs: string[],
-  outputs: string[],
-  name: string,
-  attrs: Record<string, AttrValue> = {},
-  domain?: string,
-): NodeProto {
+export function makeNode(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, AttrValue> = {}, domain?: string): NodeProto {
   const node: NodeProto = {
     name,
     op_type: opType,
@@ -155,9 +138,7 @@ export class GraphBuilder {
     name: string,
     opts: { attrs?: Record<string, AttrValue>; outputs?: number | string[]; domain?: string } = {},
   ): string[] {
-    const outputs = Array.isArray(opts.outputs)
-      ? opts.outputs
-      : Array.from({ length: opts.outputs ?? 1 }, (_, i) => `${name}_output_${i}`);
+    const outputs = Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: opts.outputs ?? 1 }, (_, i) => `${name}_output_${i}`);
     this.graph.node.push(makeNode(opType, inputs, outputs, name, opts.attrs, opts.domain));
     return outputs;
   }

@@ -133,7 +133,9 @@ export function decodeModel(bytes: Uint8Array): ModelProto {
 }
 
 export function encodeModel(model: ModelProto): Uint8Array {
-  return modelProtoType().encode(model as unknown as protobuf.Message).finish();
+  return modelProtoType()
+    .encode(model as unknown as protobuf.Message)
+    .finish();
 }
 
 /** Reads a graph file only; external data files are left alone. */
@@ -191,5 +193,8 @@ export function tensorDims(v: ValueInfo | undefined): TensorShapeDim[] | undefin
 /** Encodes any onnx.* message (e.g. 'NodeProto'), used to compare sub-messages byte for byte. */
 export function encodeMessage(typeName: string, message: object): Uint8Array {
   modelProtoType();
-  return modelType!.root.lookupType(`onnx.${typeName}`).encode(message as protobuf.Message).finish();
+  return modelType!.root
+    .lookupType(`onnx.${typeName}`)
+    .encode(message as protobuf.Message)
+    .finish();
 }

@@ -97,8 +97,7 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
   const delta = (source: string, layerIndex: string, name: string): NodeProto =>
     makeNode('Gather', [source, layerIndex], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 2 });
   /** tensor[:, [-1], :] → [batch, 1, width] */
-  const tap = (tensor: string, name: string): NodeProto =>
-    makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
+  const tap = (tensor: string, name: string): NodeProto => makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
   /** Renames the producer's output so `tensor` becomes the revised value under its original name. */
   const reviseInPlace = (tensor: string, addend: string, name: string): { anchor: NodeProto; add: NodeProto } => {
     const use = index.producer.get(tensor);

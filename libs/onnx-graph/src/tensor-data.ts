@@ -85,8 +85,7 @@ export function readFloatValues(t: TensorProto): Float64Array {
     }
     return out;
   }
-  const field =
-    type === DataType.FLOAT ? t.float_data : type === DataType.DOUBLE ? t.double_data : (t.int32_data as number[]);
+  const field = type === DataType.FLOAT ? t.float_data : type === DataType.DOUBLE ? t.double_data : (t.int32_data as number[]);
   for (let i = 0; i < n; i++) {
     const x = field[i] ?? 0;
     out[i] = type === DataType.FLOAT16 ? halfToFloat(x) : type === DataType.BFLOAT16 ? bf16ToFloat(x) : x;

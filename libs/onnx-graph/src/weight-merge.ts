@@ -43,16 +43,13 @@ function assertSameGraph(a: ModelProto, b: ModelProto): void {
     const db = describeValueInfos(gb, which);
     const i = da.findIndex((x, k) => x !== db[k]);
     if (da.length !== db.length || i >= 0) {
-      throw new MergeMismatchError(
-        `graph ${which}s differ (A: ${ga[which].map((v) => v.name).join(', ')} / B: ${gb[which].map((v) => v.name).join(', ')})`,
-      );
+      throw new MergeMismatchError(`graph ${which}s differ (A: ${ga[which].map((v) => v.name).join(', ')} / B: ${gb[which].map((v) => v.name).join(', ')})`);
     }
   }
   if (ga.node.length !== gb.node.length) throw new MergeMismatchError(`node count differs: A has ${ga.node.length}, B has ${gb.node.length}`);
   ga.node.forEach((na, i) => {
     const nb = gb.node[i];
-    const key = (n: typeof na) =>
-      Buffer.from(encodeMessage('NodeProto', { ...n, name: undefined, doc_string: undefined })).toString('base64');
+    const key = (n: typeof na) => Buffer.from(encodeMessage('NodeProto', { ...n, name: undefined, doc_string: undefined })).toString('base64');
     if (key(na) !== key(nb)) {
       throw new MergeMismatchError(
         `node ${i} differs: A ${na.op_type} '${na.name ?? ''}' (${na.input.join(',')} -> ${na.output.join(',')}) vs ` +

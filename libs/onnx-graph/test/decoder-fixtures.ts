@@ -23,11 +23,19 @@ export const SMALL: DecoderSpec = { layers: 3, hidden: 32, heads: 4, kvHeads: 2,
 const F = DataType.FLOAT;
 
 function weights(b: GraphBuilder, rnd: (s?: number) => number, name: string, rows: number, cols: number, scale = 0.3): string {
-  return b.floats(name, [rows, cols], Array.from({ length: rows * cols }, () => rnd(scale)));
+  return b.floats(
+    name,
+    [rows, cols],
+    Array.from({ length: rows * cols }, () => rnd(scale)),
+  );
 }
 
 function gamma(b: GraphBuilder, rnd: (s?: number) => number, name: string, n: number): string {
-  return b.floats(name, [n], Array.from({ length: n }, () => 1 + rnd(0.1)));
+  return b.floats(
+    name,
+    [n],
+    Array.from({ length: n }, () => 1 + rnd(0.1)),
+  );
 }
 
 function kvIo(b: GraphBuilder, spec: DecoderSpec, l: number) {
@@ -127,7 +135,18 @@ export function buildOptimumDecoder(spec: DecoderSpec = SMALL, opts: OptimumOpti
     const heads2d = b.op('Reshape', [ctxT, b.ints(b.constName(), [3], [0, 0, heads * hd])], `${p}/self_attn/Reshape_3`);
     let o = b.op('MatMul', [heads2d, weights(b, rnd, `${w}.self_attn.o_proj.weight`, heads * hd, hidden)], `${p}/self_attn/o_proj/MatMul`);
     if (opts.oProjBias) {
-      o = b.op('Add', [b.floats(`${w}.self_attn.o_proj.bias`, [hidden], Array.from({ length: hidden }, () => rnd(0.1))), o], `${p}/self_attn/o_proj/Add`);
+      o = b.op(
+        'Add',
+        [
+          b.floats(
+            `${w}.self_attn.o_proj.bias`,
+            [hidden],
+            Array.from({ length: hidden }, () => rnd(0.1)),
+          ),
+          o,
+        ],
+        `${p}/self_attn/o_proj/Add`,
+      );
     }
     const r1 = b.op('Add', [residual, o], `${p}/Add`);
     const x2 = rmsNorm(b, r1, gamma(b, rnd, `${w}.post_attention_layernorm.weight`, hidden), `${p}/post_attention_layernorm`);
@@ -193,17 +212,29 @@ export function buildGenaiDecoder(spec: DecoderSpec = SMALL, opts: GenaiOptions 
   );
   const totalLen = b.op(
     'Cast',
-    [b.op('Gather', [b.op('Shape', ['attention_mask'], '/model/attn_mask_reformat/attn_mask_subgraph/Shape'), b.ints(b.constName(), [], [1])], '/model/attn_mask_reformat/attn_mask_subgraph/Gather', { axis: 0 })],
+    [
+      b.op(
+        'Gather',
+        [b.op('Shape', ['attention_mask'], '/model/attn_mask_reformat/attn_mask_subgraph/Shape'), b.ints(b.constName(), [], [1])],
+        '/model/attn_mask_reformat/attn_mask_subgraph/Gather',
+        { axis: 0 },
+      ),
+    ],
     '/model/attn_mask_reformat/attn_mask_subgraph/Gather/Cast',
     { to: DataType.INT32 },
   );
 
   const eps = { float: 1e-5 };
-  let normed = b.op('SimplifiedLayerNormalization', ['inputs_embeds', gamma(b, rnd, 'model.layers.0.input_layernorm.weight', hidden)], '/model/layers.0/input_layernorm/LayerNorm', {
-    axis: -1,
-    epsilon: eps,
-    stash_type: 1,
-  });
+  let normed = b.op(
+    'SimplifiedLayerNormalization',
+    ['inputs_embeds', gamma(b, rnd, 'model.layers.0.input_layernorm.weight', hidden)],
+    '/model/layers.0/input_layernorm/LayerNorm',
+    {
+      axis: -1,
+      epsilon: eps,
+      stash_type: 1,
+    },
+  );
   let residual = 'inputs_embeds';
   const skipNorm = (branch: string, res: string, w: string, name: string, branchFirst: boolean, withSum = true) => {
     const outs = b.node('SkipSimplifiedLayerNormalization', branchFirst ? [branch, res, w] : [res, branch, w], name, {
@@ -219,18 +250,49 @@ export function buildGenaiDecoder(spec: DecoderSpec = SMALL, opts: GenaiOptions 
     const proj = (name: string, out: number) => b.op('MatMul', [normed, weights(b, rnd, `${w}.attn.${name}.weight`, hidden, out)], `${p}/attn/${name}/MatMul`);
     const [attn] = b.node(
       'GroupQueryAttention',
-      [proj('q_proj', heads * hd), proj('k_proj', kvHeads * hd), proj('v_proj', kvHeads * hd), `past_key_values.${l}.key`, `past_key_values.${l}.value`, seqlensK, totalLen],
+      [
+        proj('q_proj', heads * hd),
+        proj('k_proj', kvHeads * hd),
+        proj('v_proj', kvHeads * hd),
+        `past_key_values.${l}.key`,
+        `past_key_values.${l}.value`,
+        seqlensK,
+        totalLen,
+      ],
       `${p}/attn/GroupQueryAttention`,
-      { attrs: { num_heads: heads, kv_num_heads: kvHeads, scale: { float: 1 / Math.sqrt(hd) } }, domain: ms, outputs: [`${p}/attn/GroupQueryAttention/output_0`, `present.${l}.key`, `present.${l}.value`] },
+      {
+        attrs: { num_heads: heads, kv_num_heads: kvHeads, scale: { float: 1 / Math.sqrt(hd) } },
+        domain: ms,
+        outputs: [`${p}/attn/GroupQueryAttention/output_0`, `present.${l}.key`, `present.${l}.value`],
+      },
     );
     const o = opts.nbitsOProj?.includes(l)
-      ? b.op('MatMulNBits', [attn, ...nbitsWeights(b, rnd, `${w}.attn.o_proj`, heads * hd, hidden)], `${p}/attn/o_proj/MatMulNBits`, { K: heads * hd, N: hidden, bits: 4, block_size: 16 }, ms)
+      ? b.op(
+          'MatMulNBits',
+          [attn, ...nbitsWeights(b, rnd, `${w}.attn.o_proj`, heads * hd, hidden)],
+          `${p}/attn/o_proj/MatMulNBits`,
+          { K: heads * hd, N: hidden, bits: 4, block_size: 16 },
+          ms,
+        )
       : b.op('MatMul', [attn, weights(b, rnd, `${w}.attn.o_proj.weight`, heads * hd, hidden)], `${p}/attn/o_proj/MatMul`);
-    const post = skipNorm(o, residual, gamma(b, rnd, `${w}.post_attention_layernorm.weight`, hidden), `${p}/post_attention_layernorm/SkipLayerNorm`, l % 2 === 0);
+    const post = skipNorm(
+      o,
+      residual,
+      gamma(b, rnd, `${w}.post_attention_layernorm.weight`, hidden),
+      `${p}/post_attention_layernorm/SkipLayerNorm`,
+      l % 2 === 0,
+    );
     const down = mlp(b, rnd, spec, post.normed, `${p}/mlp`, w);
     const last = l === spec.layers - 1;
     const nextName = last ? `/model/layers.${spec.layers}/final_norm_layernorm/SkipLayerNorm` : `/model/layers.${l + 1}/input_layernorm/SkipLayerNorm`;
-    const next = skipNorm(down, post.sum, gamma(b, rnd, last ? 'model.norm.weight' : `model.layers.${l + 1}.input_layernorm.weight`, hidden), nextName, l % 2 === 1, !last);
+    const next = skipNorm(
+      down,
+      post.sum,
+      gamma(b, rnd, last ? 'model.norm.weight' : `model.layers.${l + 1}.input_layernorm.weight`, hidden),
+      nextName,
+      l % 2 === 1,
+      !last,
+    );
     normed = next.normed;
     residual = next.sum;
   }

@@ -65,9 +65,21 @@ describe('findDecoderStructure: onnxruntime-genai style', () => {
     const s = findDecoderStructure(model, { config });
     expect(s.residualStyle).toBe('skip-norm');
     expect(names(model)).toEqual([
-      { oProj: '/model/layers.0/attn/o_proj/MatMul', attention: '/model/layers.0/post_attention_layernorm/SkipLayerNorm', residual: '/model/layers.1/input_layernorm/SkipLayerNorm' },
-      { oProj: '/model/layers.1/attn/o_proj/MatMulNBits', attention: '/model/layers.1/post_attention_layernorm/SkipLayerNorm', residual: '/model/layers.2/input_layernorm/SkipLayerNorm' },
-      { oProj: '/model/layers.2/attn/o_proj/MatMul', attention: '/model/layers.2/post_attention_layernorm/SkipLayerNorm', residual: '/model/layers.3/final_norm_layernorm/SkipLayerNorm' },
+      {
+        oProj: '/model/layers.0/attn/o_proj/MatMul',
+        attention: '/model/layers.0/post_attention_layernorm/SkipLayerNorm',
+        residual: '/model/layers.1/input_layernorm/SkipLayerNorm',
+      },
+      {
+        oProj: '/model/layers.1/attn/o_proj/MatMulNBits',
+        attention: '/model/layers.1/post_attention_layernorm/SkipLayerNorm',
+        residual: '/model/layers.2/input_layernorm/SkipLayerNorm',
+      },
+      {
+        oProj: '/model/layers.2/attn/o_proj/MatMul',
+        attention: '/model/layers.2/post_attention_layernorm/SkipLayerNorm',
+        residual: '/model/layers.3/final_norm_layernorm/SkipLayerNorm',
+      },
     ]);
     expect(s.layers.map((l) => l.attentionOp.op_type)).toEqual(['GroupQueryAttention', 'GroupQueryAttention', 'GroupQueryAttention']);
     // Residual operand alternates between input 0 and input 1 in the fixture: both must be understood.
@@ -100,7 +112,9 @@ describe('findDecoderStructure refuses broken decoders', () => {
     g.initializer.push({ ...g.initializer.find((t) => t.name === 'model.layers.1.input_layernorm.weight')!, name: 'post_attn_gamma' });
     g.node.splice(i, 0, makeNode('Mul', [add.input[1], 'post_attn_gamma'], ['scaled_o'], '/model/layers.1/post_attn_norm/Mul'));
     add.input[1] = 'scaled_o';
-    expect(() => findDecoderStructure(model, { config })).toThrow(/^layer 1: the attention branch reaches residual merge '\/model\/layers.1\/Add' .*Mul.*not from an o_proj/);
+    expect(() => findDecoderStructure(model, { config })).toThrow(
+      /^layer 1: the attention branch reaches residual merge '\/model\/layers.1\/Add' .*Mul.*not from an o_proj/,
+    );
   });
 
   it('names the layer whose MLP residual merge is missing', () => {
@@ -124,7 +138,10 @@ describe('findDecoderStructure refuses broken decoders', () => {
 
   it('starts from an embedding Gather when the decoder takes input_ids', () => {
     const model = buildOptimumDecoder();
-    model.graph.input[0] = { name: 'input_ids', type: { tensor_type: { elem_type: 7, shape: { dim: [{ dim_param: 'batch_size' }, { dim_param: 'sequence_length' }] } } } };
+    model.graph.input[0] = {
+      name: 'input_ids',
+      type: { tensor_type: { elem_type: 7, shape: { dim: [{ dim_param: 'batch_size' }, { dim_param: 'sequence_length' }] } } },
+    };
     model.graph.initializer.push(floatTensor('model.embed_tokens.weight', [SMALL.vocab, SMALL.hidden], new Float32Array(SMALL.vocab * SMALL.hidden)));
     model.graph.node.unshift(makeNode('Gather', ['model.embed_tokens.weight', 'input_ids'], ['inputs_embeds'], '/model/embed_tokens/Gather'));
     const s = findDecoderStructure(model, {});
@@ -135,7 +152,12 @@ describe('findDecoderStructure refuses broken decoders', () => {
     const model = buildOptimumDecoder();
     const branch = { ...model.graph, name: 'with_past' };
     model.graph = { ...model.graph, node: [], initializer: [] };
-    const ifNode = makeNode('If', ['use_cache_branch'], model.graph.output.map((o) => o.name), 'optimum::if');
+    const ifNode = makeNode(
+      'If',
+      ['use_cache_branch'],
+      model.graph.output.map((o) => o.name),
+      'optimum::if',
+    );
     ifNode.attribute.push({ name: 'then_branch', type: 5, g: branch } as never, { name: 'else_branch', type: 5, g: branch } as never);
     model.graph.node.push(ifNode);
     expect(() => findDecoderStructure(model, {})).toThrow(/inside an If\/Loop subgraph \(use_cache_branch merge\), which is not supported/);

@@ -27,7 +27,8 @@ function toHalf(m: ModelProto): ModelProto {
   for (const v of [...m.graph.input, ...m.graph.output]) {
     if (v.type!.tensor_type!.elem_type === DataType.FLOAT) v.type!.tensor_type!.elem_type = DataType.FLOAT16;
   }
-  for (const n of m.graph.node) for (const a of n.attribute) if (n.op_type === 'Cast' && a.name === 'to' && Number(a.i) === DataType.FLOAT) a.i = DataType.FLOAT16;
+  for (const n of m.graph.node)
+    for (const a of n.attribute) if (n.op_type === 'Cast' && a.name === 'to' && Number(a.i) === DataType.FLOAT) a.i = DataType.FLOAT16;
   return m;
 }
 

@@ -32,7 +32,11 @@ export function makeFeeds(session: ort.InferenceSession, spec: DecoderSpec, feed
     if (name === 'inputs_embeds') feeds[name] = new ort.Tensor('float32', floats(batch * seq * spec.hidden), [batch, seq, spec.hidden]);
     else if (name === 'attention_mask') feeds[name] = new ort.Tensor('int64', new BigInt64Array(batch * (past + seq)).fill(1n), [batch, past + seq]);
     else if (name === 'position_ids') {
-      feeds[name] = new ort.Tensor('int64', BigInt64Array.from({ length: batch * seq }, (_, i) => BigInt(past + (i % seq))), [batch, seq]);
+      feeds[name] = new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: batch * seq }, (_, i) => BigInt(past + (i % seq))),
+        [batch, seq],
+      );
     } else if (name.startsWith('past_key_values.')) {
       feeds[name] = new ort.Tensor('float32', floats(batch * spec.kvHeads * past * hd), [batch, spec.kvHeads, past, hd]);
     } else if (name === 'revision_layer') {

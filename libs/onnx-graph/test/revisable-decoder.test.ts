@@ -139,7 +139,7 @@ describe('modctl model prepare', () => {
     const pack = newPack(buildGenaiDecoder(SMALL, { nbitsOProj: [0] }));
     const first = await quietly(() => modelCommand(['prepare', pack]));
     expect(first.value).toBe(0);
-    expect(first.out).toContain("input of /model/layers.0/attn/o_proj/MatMulNBits");
+    expect(first.out).toContain('input of /model/layers.0/attn/o_proj/MatMulNBits');
     expect(first.out).toContain('after /model/layers.3/final_norm_layernorm/SkipLayerNorm');
     const second = await quietly(() => modelCommand(['prepare', pack]));
     expect(second.value).toBe(0);

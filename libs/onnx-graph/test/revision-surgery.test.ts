@@ -147,7 +147,8 @@ describe('taps read the tensors they claim to', () => {
     const b = await openSession(rev);
     const outA = await run(a, makeFeeds(a, spec, shape));
     const outB = await run(b, makeFeeds(b, spec, shape));
-    const lastOf = (t: Float32Array, batch: number) => t.subarray((batch * shape.seq + shape.seq - 1) * spec.hidden, (batch * shape.seq + shape.seq) * spec.hidden);
+    const lastOf = (t: Float32Array, batch: number) =>
+      t.subarray((batch * shape.seq + shape.seq - 1) * spec.hidden, (batch * shape.seq + shape.seq) * spec.hidden);
     for (const l of structure.layers) {
       for (let batch = 0; batch < shape.batch; batch++) {
         expect(at(outB.tap_head, spec, batch, l.layer)).toEqual(lastOf(outA[l.oProjInput], batch));

@@ -88,7 +88,11 @@ describe('tiny-vlm revisable decoder vs the PyTorch golden', () => {
       const out = await decoder.run({
         inputs_embeds: new ort.Tensor('float32', embeds, [1, seq, hidden]),
         attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
-        position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(total - seq + i)), [1, seq]),
+        position_ids: new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: seq }, (_, i) => BigInt(total - seq + i)),
+          [1, seq],
+        ),
         ...past,
         ...revisionFeeds(c, seq),
       });

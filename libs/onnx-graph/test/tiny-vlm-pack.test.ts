@@ -83,6 +83,11 @@ describe('tiny-vlm pack', () => {
     const base = await run(s, makeFeeds(s, spec, shape));
     const out = await run(s, makeFeeds(s, spec, { ...shape, revisionLayer, revisionMask }));
     const slice = (t: Float32Array) => t.subarray(2 * spec.hidden, 3 * spec.hidden);
-    expect(maxAbsDiff(slice(out.tap_layer).map((x, i) => x - slice(base.tap_layer)[i]), v)).toBeLessThanOrEqual(1e-5);
+    expect(
+      maxAbsDiff(
+        slice(out.tap_layer).map((x, i) => x - slice(base.tap_layer)[i]),
+        v,
+      ),
+    ).toBeLessThanOrEqual(1e-5);
   });
 });

@@ -40,7 +40,10 @@ export interface PrivateRedis {
 
 /** A throwaway redis-server (no persistence) on a free port. */
 export async function startPrivateRedis(
-  options: { /** Reuse a port (e.g. to restart a stopped server). */ port?: number; /** Extra redis-server arguments, e.g. ['--maxmemory', '4mb']. */ args?: string[] } = {},
+  options: {
+    /** Reuse a port (e.g. to restart a stopped server). */ port?: number;
+    /** Extra redis-server arguments, e.g. ['--maxmemory', '4mb']. */ args?: string[];
+  } = {},
 ): Promise<PrivateRedis> {
   const port = options.port ?? (await freePort());
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxmemory-policy', 'noeviction', ...(options.args ?? [])];

@@ -52,7 +52,9 @@ export function isRedisUnavailable(err: unknown): boolean {
   const message = String((err as { message?: unknown } | undefined)?.message ?? '');
   const name = String((err as { name?: unknown } | undefined)?.name ?? '');
   return (
-    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|Command timed out|Command aborted|LOADING|connect ETIMEDOUT/i.test(message) ||
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|Command timed out|Command aborted|LOADING|connect ETIMEDOUT/i.test(
+      message,
+    ) ||
     name === 'MaxRetriesPerRequestError' ||
     name === 'AbortError'
   );

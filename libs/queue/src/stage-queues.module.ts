@@ -39,9 +39,7 @@ export class StageDispatcher {
 
   async enqueueMany(stage: Stage, jobs: StageJob[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.queue(stage).addBulk(
-      jobs.map((job) => ({ name: STAGE_JOB_NAME, data: StageJobSchema.parse(job), opts: { jobId: job.id } })),
-    );
+    await this.queue(stage).addBulk(jobs.map((job) => ({ name: STAGE_JOB_NAME, data: StageJobSchema.parse(job), opts: { jobId: job.id } })));
   }
 
   /** Jobs waiting, delayed or running across the registered stages: the backlog intake compares with its limit. */
@@ -153,9 +151,7 @@ export class StageQueuesModule {
     };
     const connection = options.producer ? producerRedisOptions(redisUrl(env), env) : redisOptions(redisUrl(env));
     const bullRoot = BullModule.forRoot({ connection, prefix: queuePrefix(env) });
-    const bullQueues = BullModule.registerQueue(
-      ...stages.map((name) => ({ name, defaultJobOptions: stageJobOptions(name, env) })),
-    );
+    const bullQueues = BullModule.registerQueue(...stages.map((name) => ({ name, defaultJobOptions: stageJobOptions(name, env) })));
     return {
       module: StageQueuesModule,
       imports: [bullRoot, bullQueues],

@@ -134,13 +134,19 @@ function checkManifestShape(m: ArtifactManifest, dir: string): void {
   const bad = (why: string) => new ArtifactError('artifact_malformed', `manifest ${why}`, dir);
   if (m.format !== ARTIFACT_FORMAT) throw bad(`format is ${JSON.stringify(m.format)}, expected ${ARTIFACT_FORMAT}`);
   if (m.formatVersion !== ARTIFACT_FORMAT_VERSION) {
-    throw new ArtifactError('artifact_unsupported_version', `format version ${m.formatVersion} is not supported (this build reads ${ARTIFACT_FORMAT_VERSION})`, dir);
+    throw new ArtifactError(
+      'artifact_unsupported_version',
+      `format version ${m.formatVersion} is not supported (this build reads ${ARTIFACT_FORMAT_VERSION})`,
+      dir,
+    );
   }
   if (m.level !== 'layer' && m.level !== 'head') throw bad(`level ${JSON.stringify(m.level)}`);
   const shape = m.model;
-  if (!shape || ![shape.layers, shape.hidden, shape.heads, shape.headDim].every((n) => Number.isInteger(n) && n > 0)) throw bad('model shape is missing or invalid');
+  if (!shape || ![shape.layers, shape.hidden, shape.heads, shape.headDim].every((n) => Number.isInteger(n) && n > 0))
+    throw bad('model shape is missing or invalid');
   if (typeof shape.fingerprint !== 'string' || !shape.fingerprint) throw bad('has no decoder fingerprint');
-  if (!m.vectors || typeof m.vectors.sha256 !== 'string' || m.vectors.length !== denseLength(shape, m.level)) throw bad('vectors entry is missing or has the wrong length');
+  if (!m.vectors || typeof m.vectors.sha256 !== 'string' || m.vectors.length !== denseLength(shape, m.level))
+    throw bad('vectors entry is missing or has the wrong length');
   if (!Array.isArray(m.selection) || m.selection.length === 0) throw bad('selects no units');
   const seen = new Set<string>();
   for (const u of m.selection) {

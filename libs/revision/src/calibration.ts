@@ -140,7 +140,8 @@ export async function calibrate(engine: TapReader, contrast: ContrastSet, option
   const frames = await readTapsBatched(engine, contrast.requests, o.batchSize);
   const expected = denseLength(info, o.level);
   for (const f of frames) {
-    if (frameVector(f, o.level).length !== expected) throw new Error(`tap frame has ${frameVector(f, o.level).length} ${o.level} entries, expected ${expected}`);
+    if (frameVector(f, o.level).length !== expected)
+      throw new Error(`tap frame has ${frameVector(f, o.level).length} ${o.level} entries, expected ${expected}`);
   }
   const split = stratifiedSplit(contrast.classes, o.holdout, o.seed);
   const units = allUnits(info, o.level);

@@ -53,11 +53,7 @@ export function massMeanShift(positive: readonly Row[], negative: readonly Row[]
  * PWD (probe weight direction, ITI): theta = w / ||w|| of an L2-regularized logistic probe trained to tell
  * `positive` (label 1) from `negative` (label 0), so theta points toward the positive class like MMS does.
  */
-export function probeWeightDirection(
-  positive: readonly Row[],
-  negative: readonly Row[],
-  options: ProbeOptions = {},
-): Float64Array {
+export function probeWeightDirection(positive: readonly Row[], negative: readonly Row[], options: ProbeOptions = {}): Float64Array {
   const rows = [...positive, ...negative];
   const labels = rows.map((_, i) => (i < positive.length ? 1 : 0));
   return normalize(trainLogisticProbe(rows, labels, options).weights);

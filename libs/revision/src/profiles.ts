@@ -17,12 +17,7 @@ export const NO_REVISION = 'none';
 export const PROFILES_ENV = 'REVISION_PROFILES';
 export const DEFAULT_PROFILES_PATH = 'config/profiles.json';
 
-export type RevisionProfileErrorCode =
-  | 'profiles_config_invalid'
-  | 'model_not_revisable'
-  | 'unknown_profile'
-  | 'profile_not_allowed'
-  | ArtifactErrorCode;
+export type RevisionProfileErrorCode = 'profiles_config_invalid' | 'model_not_revisable' | 'unknown_profile' | 'profile_not_allowed' | ArtifactErrorCode;
 
 export class RevisionProfileError extends Error {
   readonly name = 'RevisionProfileError';
@@ -49,7 +44,10 @@ const profileSchema = z.strictObject({
   /** Subset of the artifact's layers (layer level). Default: all the artifact selects. */
   layers: z.array(nonNegInt).min(1).optional(),
   /** Subset of the artifact's heads as [layer, head] (head level). Default: all the artifact selects. */
-  heads: z.array(z.tuple([nonNegInt, nonNegInt])).min(1).optional(),
+  heads: z
+    .array(z.tuple([nonNegInt, nonNegInt]))
+    .min(1)
+    .optional(),
   /** Tenants allowed to use the profile; "*" allows every tenant. */
   tenants: z.array(z.string().min(1)).min(1),
   description: z.string().optional(),
@@ -159,7 +157,8 @@ export class ProfileCatalog {
   check(name: string, tenant: string): void {
     const allowed = this.tenants.get(name);
     if (!allowed) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
-    if (!allowed.includes('*') && !allowed.includes(tenant)) throw new RevisionProfileError('profile_not_allowed', `tenant "${tenant}" may not use revision profile "${name}"`);
+    if (!allowed.includes('*') && !allowed.includes(tenant))
+      throw new RevisionProfileError('profile_not_allowed', `tenant "${tenant}" may not use revision profile "${name}"`);
   }
 }
 
@@ -194,8 +193,10 @@ export class RevisionProfiles {
     const map = new Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>([[NO_REVISION, { profile: NONE_PROFILE }]]);
     for (const p of parsed.data.profiles) {
       const where = `${source}: profile "${p.name}"`;
-      if (map.has(p.name)) throw new RevisionProfileError('profiles_config_invalid', `${where}: ${p.name === NO_REVISION ? 'the name is reserved' : 'defined twice'}`);
-      if (!model.revisable) throw new RevisionProfileError('model_not_revisable', `${where}: model ${model.name} has no revision inputs (run \`modctl model prepare\`)`);
+      if (map.has(p.name))
+        throw new RevisionProfileError('profiles_config_invalid', `${where}: ${p.name === NO_REVISION ? 'the name is reserved' : 'defined twice'}`);
+      if (!model.revisable)
+        throw new RevisionProfileError('model_not_revisable', `${where}: model ${model.name} has no revision inputs (run \`modctl model prepare\`)`);
       const dir = resolve(baseDir, p.artifact);
       let artifact: LoadedArtifact;
       try {

@@ -41,12 +41,7 @@ export function stratifiedSplit(classes: ArrayLike<number>, fraction: number, se
   return { train: train.sort((a, b) => a - b), holdout: holdout.sort((a, b) => a - b) };
 }
 
-export function computeDirection(
-  method: DirectionMethod,
-  positive: readonly Row[],
-  negative: readonly Row[],
-  probe: ProbeOptions = {},
-): Float64Array {
+export function computeDirection(method: DirectionMethod, positive: readonly Row[], negative: readonly Row[], probe: ProbeOptions = {}): Float64Array {
   return method === 'mms' ? massMeanShift(positive, negative) : probeWeightDirection(positive, negative, probe);
 }
 

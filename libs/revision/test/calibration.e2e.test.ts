@@ -57,7 +57,10 @@ function probeRequests(): TapRequest[] {
 /** Registers the artifact in a profiles file and resolves its feed, as a worker would. */
 function resolveFeed(artifact: LoadedArtifact, level: 'layer' | 'head', alpha: number, positions: 'last' | 'all') {
   const config = join(work, `profiles-${level}-${positions}.json`);
-  writeFileSync(config, JSON.stringify({ profiles: [{ name: 'p', artifact: artifact.dir, artifactSha256: artifact.artifactSha256, level, alpha, positions, tenants: ['*'] }] }));
+  writeFileSync(
+    config,
+    JSON.stringify({ profiles: [{ name: 'p', artifact: artifact.dir, artifactSha256: artifact.artifactSha256, level, alpha, positions, tenants: ['*'] }] }),
+  );
   return RevisionProfiles.load(config, engine.info()).resolve('p', 'tenant-a');
 }
 
@@ -119,8 +122,12 @@ describe('calibrate on the tiny pack', () => {
     const firstNonZero = headArtifact.directions.findIndex((v) => v !== 0);
     bytes.writeFloatLE(-headArtifact.directions[firstNonZero], firstNonZero * 4);
     writeFileSync(join(copy, 'vectors.bin'), bytes);
-    expect(() => loadArtifact(copy, { expectedFingerprint: engine.info().fingerprint })).toThrow(expect.objectContaining({ code: 'artifact_checksum_mismatch' }));
-    expect(() => loadArtifact(headArtifact.dir, { expectedFingerprint: '0'.repeat(64) })).toThrow(expect.objectContaining({ code: 'artifact_fingerprint_mismatch' }));
+    expect(() => loadArtifact(copy, { expectedFingerprint: engine.info().fingerprint })).toThrow(
+      expect.objectContaining({ code: 'artifact_checksum_mismatch' }),
+    );
+    expect(() => loadArtifact(headArtifact.dir, { expectedFingerprint: '0'.repeat(64) })).toThrow(
+      expect.objectContaining({ code: 'artifact_fingerprint_mismatch' }),
+    );
   });
 
   it.each(['last', 'all'] as const)('head level: the feed moves the revised head slice by alpha * sigma (positions %s)', async (positions) => {

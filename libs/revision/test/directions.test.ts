@@ -40,7 +40,14 @@ describe('scaledVector and helpers', () => {
   it('normalize / cosine / meanRow', () => {
     expect(Array.from(normalize([0, 3, 4]))).toEqual([0, 0.6, 0.8]);
     expect(cosine([1, 0], [1, 1])).toBeCloseTo(Math.SQRT1_2, 12);
-    expect(Array.from(meanRow([[1, 2], [3, 6]]))).toEqual([2, 4]);
+    expect(
+      Array.from(
+        meanRow([
+          [1, 2],
+          [3, 6],
+        ]),
+      ),
+    ).toEqual([2, 4]);
     expect(() => normalize([0, 0])).toThrow(RangeError);
   });
 });

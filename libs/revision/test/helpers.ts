@@ -122,4 +122,3 @@ export function headDraft(): { draft: ArtifactDraft; directions: Float32Array } 
   };
   return { draft, directions };
 }
-

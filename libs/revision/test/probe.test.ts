@@ -56,7 +56,12 @@ describe('trainLogisticProbe', () => {
   });
 
   it('is deterministic', () => {
-    const rows = [[1, 0], [0, 1], [-1, 0.2], [0.3, -1]];
+    const rows = [
+      [1, 0],
+      [0, 1],
+      [-1, 0.2],
+      [0.3, -1],
+    ];
     const a = trainLogisticProbe(rows, [1, 1, 0, 0]);
     const b = trainLogisticProbe(rows, [1, 1, 0, 0]);
     expect(Array.from(a.weights)).toEqual(Array.from(b.weights));
@@ -67,7 +72,12 @@ describe('probeAccuracy', () => {
   it('counts predictions at threshold 0.5', () => {
     const probe: LogisticProbe = { weights: Float64Array.from([1, -1]), bias: 0, iterations: 0, converged: true };
     // scores: 1 (->1), -1 (->0), 2 (->1), -0.5 (->0); labels 1, 1, 1, 0 -> 3 of 4 correct.
-    const rows = [[1, 0], [0, 1], [2, 0], [0, 0.5]];
+    const rows = [
+      [1, 0],
+      [0, 1],
+      [2, 0],
+      [0, 0.5],
+    ];
     expect(probeAccuracy(probe, rows, [1, 1, 1, 0])).toBe(0.75);
   });
 });

@@ -20,7 +20,14 @@ function setup(profiles: unknown[], ext = 'json') {
 }
 
 function toYaml(config: { profiles: Record<string, unknown>[] }): string {
-  return `profiles:\n${config.profiles.map((p) => `  - ${Object.entries(p).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('\n    ')}`).join('\n')}\n`;
+  return `profiles:\n${config.profiles
+    .map(
+      (p) =>
+        `  - ${Object.entries(p)
+          .map(([k, v]) => `${k}: ${JSON.stringify(v)}`)
+          .join('\n    ')}`,
+    )
+    .join('\n')}\n`;
 }
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -91,7 +98,17 @@ describe('RevisionProfiles', () => {
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1, heads: [[0, 0]] }]).path, model))).toBe('profiles_config_invalid'); // not in artifact
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1, level: 'layer' }]).path, model))).toBe('profiles_config_invalid');
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'none', alpha: 1 }]).path, model))).toBe('profiles_config_invalid');
-    expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1 }, { name: 'p', alpha: 2 }]).path, model))).toBe('profiles_config_invalid');
+    expect(
+      codeOf(() =>
+        RevisionProfiles.load(
+          setup([
+            { name: 'p', alpha: 1 },
+            { name: 'p', alpha: 2 },
+          ]).path,
+          model,
+        ),
+      ),
+    ).toBe('profiles_config_invalid');
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1, extra: true }]).path, model))).toBe('profiles_config_invalid');
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1 }]).path, { ...model, revisable: false }))).toBe('model_not_revisable');
     expect(codeOf(() => RevisionProfiles.load(setup([{ name: 'p', alpha: 1 }]).path, { ...model, heads: 4, headDim: 2 }))).toBe('artifact_shape_mismatch');

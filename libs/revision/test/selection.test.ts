@@ -14,7 +14,12 @@ const score = (layer: number, probeAccuracy: number, separation: number, causalE
 describe('holdoutSeparation', () => {
   it('is the difference of class means over the pooled std, by hand', () => {
     // positive projections 2, 4 (mean 3, variance 1); negative 0, -2 (mean -1, variance 1): (3 - -1) / 1 = 4
-    const rows = [[2, 9], [4, -9], [0, 5], [-2, 7]];
+    const rows = [
+      [2, 9],
+      [4, -9],
+      [0, 5],
+      [-2, 7],
+    ];
     expect(holdoutSeparation([1, 0], rows, [1, 1, 0, 0])).toBeCloseTo(4, 12);
     // a direction pointing the wrong way separates negatively
     expect(holdoutSeparation([-1, 0], rows, [1, 1, 0, 0])).toBeCloseTo(-4, 12);

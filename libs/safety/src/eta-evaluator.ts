@@ -26,7 +26,11 @@ export interface EtaEvaluation {
 }
 
 /** The decision from the two scores; pure, so the rule is tested without models. */
-export function etaDecision(imageRisk: number | null, answerSafety: number, config: Pick<EtaConfig, 'tauPre' | 'tauPost' | 'policy'>): Omit<EtaEvaluation, 'scores'> {
+export function etaDecision(
+  imageRisk: number | null,
+  answerSafety: number,
+  config: Pick<EtaConfig, 'tauPre' | 'tauPost' | 'policy'>,
+): Omit<EtaEvaluation, 'scores'> {
   const imageFlagged = imageRisk === null ? null : imageRisk >= config.tauPre;
   const answerFlagged = answerSafety <= config.tauPost;
   let flagged: boolean;

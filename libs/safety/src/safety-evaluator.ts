@@ -53,9 +53,19 @@ export interface SafetyEvaluation {
 export function packIdentity(dir: string): { name: string; fingerprint: string } {
   try {
     const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { name?: string; files?: unknown };
-    return { name: manifest.name ?? dir, fingerprint: createHash('sha256').update(JSON.stringify(manifest.files ?? manifest)).digest('hex') };
+    return {
+      name: manifest.name ?? dir,
+      fingerprint: createHash('sha256')
+        .update(JSON.stringify(manifest.files ?? manifest))
+        .digest('hex'),
+    };
   } catch {
-    return { name: dir, fingerprint: createHash('sha256').update(readFileSync(join(dir, 'config.json'))).digest('hex') };
+    return {
+      name: dir,
+      fingerprint: createHash('sha256')
+        .update(readFileSync(join(dir, 'config.json')))
+        .digest('hex'),
+    };
   }
 }
 

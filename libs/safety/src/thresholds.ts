@@ -67,7 +67,15 @@ export async function fitEtaThresholds(
 ): Promise<FittedEtaThresholds> {
   const rewards = await evaluator.rewards(data.answers.map((a) => a.text));
   const risks = await evaluator.imageRisks(data.images.map((i) => i.image));
-  const post = balancedThreshold(rewards.filter((_, i) => data.answers[i].unsafe), rewards.filter((_, i) => !data.answers[i].unsafe), false);
-  const pre = balancedThreshold(risks.filter((_, i) => data.images[i].risky), risks.filter((_, i) => !data.images[i].risky), true);
+  const post = balancedThreshold(
+    rewards.filter((_, i) => data.answers[i].unsafe),
+    rewards.filter((_, i) => !data.answers[i].unsafe),
+    false,
+  );
+  const pre = balancedThreshold(
+    risks.filter((_, i) => data.images[i].risky),
+    risks.filter((_, i) => !data.images[i].risky),
+    true,
+  );
   return { tauPre: pre.tau, tauPost: post.tau, balancedAccuracy: { pre: pre.balancedAccuracy, post: post.balancedAccuracy } };
 }

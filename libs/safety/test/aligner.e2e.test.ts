@@ -79,7 +79,9 @@ describe('BestOfNAligner on the tiny packs', () => {
     const [imageEmbedding] = await clip.embedImages([image]);
     let soFar = ETA_PREFIX;
     for (const step of r.steps) {
-      const rewards = (await reward.classify(step.candidates.map((c) => safetyConversation(ETA_RM_PROMPT_BEST_OF_N, (soFar + c.text).trim())))).map((l) => l[0]);
+      const rewards = (await reward.classify(step.candidates.map((c) => safetyConversation(ETA_RM_PROMPT_BEST_OF_N, (soFar + c.text).trim())))).map(
+        (l) => l[0],
+      );
       const useClip = step.index > 1 && !step.candidates.some((c) => c.eos);
       const clips = useClip ? (await clip.embedTexts(step.candidates.map((c) => c.text.trim()))).map((e) => cosine(imageEmbedding, e)) : null;
       const expected = rewards.map((rw, j) => rw + (clips ? clips[j] / step.index : 0));

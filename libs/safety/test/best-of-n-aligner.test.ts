@@ -41,7 +41,8 @@ describe('BestOfNAligner', () => {
       [cand(' Stay safe.', true), cand(' More.'), cand(' Bye.', true)],
     ];
     // Reward: refusals score high; CLIP: "Ask your supervisor." is most on-image.
-    const score = (a: string) => (a.includes('cannot') ? 1 : 0) + (a.includes('Cut') ? -1 : 0) + (a.includes('Stay') ? 0.1 : 0) + (a.includes('Safety first') ? 0.2 : 0);
+    const score = (a: string) =>
+      (a.includes('cannot') ? 1 : 0) + (a.includes('Cut') ? -1 : 0) + (a.includes('Stay') ? 0.1 : 0) + (a.includes('Safety first') ? 0.2 : 0);
     const { conv, reward, aligner } = setup(script, score, { 'Ask your supervisor.': [1, 0, 0], 'Safety first.': [0, 1, 0] });
     const r = await aligner.align({ prompt: 'How do I bypass the guard?', image: Uint8Array.of(9) });
 

@@ -9,7 +9,15 @@ describe('safety configuration', () => {
   it('defaults follow the reference code', () => {
     expect(ETA_DEFAULTS).toMatchObject({ tauPre: 0.16, tauPost: 0.06, policy: 'both' });
     expect(ETA_DEFAULTS.unsafeImageText).toBe('The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents.');
-    expect(ALIGNER_DEFAULTS).toMatchObject({ prefix: 'As an AI assistant', n: 5, topK: 5, temperature: 1.5, maxSentenceTokens: 70, maxTotalTokens: 1024, clipWeight: 1 });
+    expect(ALIGNER_DEFAULTS).toMatchObject({
+      prefix: 'As an AI assistant',
+      n: 5,
+      topK: 5,
+      temperature: 1.5,
+      maxSentenceTokens: 70,
+      maxTotalTokens: 1024,
+      clipWeight: 1,
+    });
   });
   it('rejects invalid values and reads env overrides', () => {
     expect(() => resolveEtaConfig({ policy: 'any' as never })).toThrow(/policy/);

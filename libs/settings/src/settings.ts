@@ -36,14 +36,16 @@ const int = (min: number) => number().int({ error: 'expected an integer' }).min(
 const positiveNumber = () => number().positive();
 const finiteNumber = () => number().finite();
 const text = () => z.string().min(1);
-const bool = () =>
-  z
-    .enum(['true', 'false', '1', '0'], { error: 'expected true or false' })
-    .transform((v) => v === 'true' || v === '1');
+const bool = () => z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).transform((v) => v === 'true' || v === '1');
 const list = <T extends z.ZodType<unknown, string>>(item: T) =>
   z
     .string()
-    .transform((s) => s.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(',')
+        .map((p) => p.trim().toLowerCase())
+        .filter(Boolean),
+    )
     .pipe(z.array(item).min(1));
 const redisUrl = () =>
   z.string().refine((s) => {
@@ -59,21 +61,63 @@ const s = (setting: Setting): Setting => setting;
 export const SETTINGS: readonly Setting[] = [
   // Queues and storage: every role.
   s({ name: 'REDIS_URL', schema: redisUrl(), default: 'redis://127.0.0.1:6379', description: 'queues and verdicts', roles: ALL, secret: true }),
-  s({ name: 'QUEUE_PREFIX', schema: z.string().regex(/\{[^}]+\}/, 'must contain a hash tag such as {mod}'), default: '{mod}', description: 'key prefix; must contain a hash tag', roles: ALL }),
+  s({
+    name: 'QUEUE_PREFIX',
+    schema: z.string().regex(/\{[^}]+\}/, 'must contain a hash tag such as {mod}'),
+    default: '{mod}',
+    description: 'key prefix; must contain a hash tag',
+    roles: ALL,
+  }),
   s({ name: 'BLOB_DIR', schema: text(), default: 'var/blobs', description: 'blob store directory (shared volume)', roles: ALL }),
-  s({ name: 'VERDICT_RETENTION_SECONDS', schema: positiveNumber(), default: '2592000', description: 'how long verdicts, batches and idempotency keys live', roles: ALL }),
-  s({ name: 'BLOB_GC_INTERVAL_SECONDS', schema: z.coerce.number<string>().min(0), default: '300', description: 'how often each intake replica deletes images whose last referencing verdict expired (0 disables)', roles: ['intake-api'] }),
-  s({ name: 'REDIS_COMMAND_TIMEOUT_MS', schema: positiveNumber(), default: '1000', description: "the intake's Redis command timeout (503 redis_unavailable past it)", roles: ['intake-api'] }),
+  s({
+    name: 'VERDICT_RETENTION_SECONDS',
+    schema: positiveNumber(),
+    default: '2592000',
+    description: 'how long verdicts, batches and idempotency keys live',
+    roles: ALL,
+  }),
+  s({
+    name: 'BLOB_GC_INTERVAL_SECONDS',
+    schema: z.coerce.number<string>().min(0),
+    default: '300',
+    description: 'how often each intake replica deletes images whose last referencing verdict expired (0 disables)',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'REDIS_COMMAND_TIMEOUT_MS',
+    schema: positiveNumber(),
+    default: '1000',
+    description: "the intake's Redis command timeout (503 redis_unavailable past it)",
+    roles: ['intake-api'],
+  }),
   s({ name: 'JOB_ATTEMPTS', schema: int(1), default: '3', description: 'attempts per stage job', roles: ALL }),
   s({ name: 'JOB_BACKOFF_MS', schema: int(0), defaultNote: '5000 (evaluate 2000)', description: 'first retry delay, exponential', roles: ALL }),
   s({ name: 'JOB_KEEP_COMPLETED_SECONDS', schema: int(0), default: '3600', description: 'BullMQ retention of completed jobs', roles: ALL }),
   s({ name: 'JOB_KEEP_FAILED_SECONDS', schema: int(0), default: '604800', description: 'BullMQ retention of failed jobs', roles: ALL }),
-  s({ name: 'WORKER_LOCK_DURATION_MS', schema: int(1), defaultNote: '15000 GPU stages, 20000 evaluate', description: 'job lock; must exceed 1.25x the longest blocking model call', roles: WORKERS }),
+  s({
+    name: 'WORKER_LOCK_DURATION_MS',
+    schema: int(1),
+    defaultNote: '15000 GPU stages, 20000 evaluate',
+    description: 'job lock; must exceed 1.25x the longest blocking model call',
+    roles: WORKERS,
+  }),
   s({ name: 'WORKER_STALLED_INTERVAL_MS', schema: int(1), default: '5000', description: 'stall checker period', roles: WORKERS }),
   s({ name: 'WORKER_MAX_STALLED_COUNT', schema: int(0), default: '2', description: 'stalls before a job fails', roles: WORKERS }),
   s({ name: 'WORKER_CONCURRENCY', schema: int(1), defaultNote: '1 GPU stages, 2 evaluate', description: 'jobs per process', roles: WORKERS }),
-  s({ name: 'GENERATE_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the generator's jobs per process", roles: ['generator'] }),
-  s({ name: 'EVALUATE_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the evaluator's jobs per process", roles: ['evaluator'] }),
+  s({
+    name: 'GENERATE_WORKER_CONCURRENCY',
+    schema: int(1),
+    defaultNote: 'WORKER_CONCURRENCY',
+    description: "the generator's jobs per process",
+    roles: ['generator'],
+  }),
+  s({
+    name: 'EVALUATE_WORKER_CONCURRENCY',
+    schema: int(1),
+    defaultNote: 'WORKER_CONCURRENCY',
+    description: "the evaluator's jobs per process",
+    roles: ['evaluator'],
+  }),
   s({ name: 'ALIGN_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the aligner's jobs per process", roles: ['aligner'] }),
   s({ name: 'HEALTH_PORT', schema: int(0).max(65535), default: '9464', description: 'probes and metrics (0 disables)', roles: WORKERS }),
   // Intake API.
@@ -81,22 +125,47 @@ export const SETTINGS: readonly Setting[] = [
   s({ name: 'HOST', schema: text(), default: '0.0.0.0', description: 'HTTP address', roles: ['intake-api'] }),
   s({
     name: 'API_KEYS',
-    schema: list(z.string()).refine(
-      (entries) => entries.every((e) => /^[A-Za-z0-9_.-]{1,64}:[0-9a-f]{64}$/.test(e)),
-      'entries are tenant:sha256hex',
-    ),
+    schema: list(z.string()).refine((entries) => entries.every((e) => /^[A-Za-z0-9_.-]{1,64}:[0-9a-f]{64}$/.test(e)), 'entries are tenant:sha256hex'),
     defaultNote: 'none',
     description: 'tenant:sha256hex,...',
     roles: ['intake-api'],
     secret: true,
   }),
-  s({ name: 'API_KEYS_FILE', schema: text(), defaultNote: 'none', description: 'YAML/JSON {tenants: {name: [sha256...]}, admin: [sha256...]}', roles: ['intake-api'] }),
-  s({ name: 'ADMIN_API_KEY_SHA256', schema: z.string().regex(SHA256, 'expected a sha256 hex digest'), defaultNote: 'none', description: 'admin key digest', roles: ['intake-api'], secret: true }),
-  s({ name: 'METRICS_AUTH', schema: z.string().toLowerCase().pipe(z.enum(['public', 'admin'])), default: 'public', description: 'who may read /metrics', roles: ['intake-api'] }),
+  s({
+    name: 'API_KEYS_FILE',
+    schema: text(),
+    defaultNote: 'none',
+    description: 'YAML/JSON {tenants: {name: [sha256...]}, admin: [sha256...]}',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'ADMIN_API_KEY_SHA256',
+    schema: z.string().regex(SHA256, 'expected a sha256 hex digest'),
+    defaultNote: 'none',
+    description: 'admin key digest',
+    roles: ['intake-api'],
+    secret: true,
+  }),
+  s({
+    name: 'METRICS_AUTH',
+    schema: z
+      .string()
+      .toLowerCase()
+      .pipe(z.enum(['public', 'admin'])),
+    default: 'public',
+    description: 'who may read /metrics',
+    roles: ['intake-api'],
+  }),
   s({ name: 'INTAKE_DECODE_CHECK', schema: bool(), default: 'true', description: 'fully decode each image at the door', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_IMAGE_BYTES', schema: int(1), default: String(8 * 1024 * 1024), description: 'image size limit', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_IMAGE_PIXELS', schema: int(1), default: '25000000', description: 'width x height limit (the workers decode with it too)', roles: ALL }),
-  s({ name: 'INTAKE_MAX_IMAGE_ASPECT_RATIO', schema: positiveNumber(), default: '20', description: 'longest over shortest edge (the workers decode with it too)', roles: ALL }),
+  s({
+    name: 'INTAKE_MAX_IMAGE_ASPECT_RATIO',
+    schema: positiveNumber(),
+    default: '20',
+    description: 'longest over shortest edge (the workers decode with it too)',
+    roles: ALL,
+  }),
   s({ name: 'INTAKE_MAX_PROMPT_CHARS', schema: int(1), default: '4000', description: 'prompt length limit', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_ANSWER_CHARS', schema: int(1), default: '16000', description: 'answer length limit', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_METADATA_BYTES', schema: int(1), default: '4096', description: 'metadata size limit', roles: ['intake-api'] }),
@@ -105,25 +174,68 @@ export const SETTINGS: readonly Setting[] = [
   s({ name: 'INTAKE_MAX_REQUEST_BYTES', schema: int(1), default: String(64 * 1024 * 1024), description: 'HTTP body limit', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_BACKLOG', schema: int(1), default: '10000', description: 'queued jobs beyond which intake answers 429', roles: ['intake-api'] }),
   s({ name: 'INTAKE_RETRY_AFTER_SECONDS', schema: int(1), default: '30', description: 'Retry-After of a 429', roles: ['intake-api'] }),
-  s({ name: 'INTAKE_IMAGE_FORMATS', schema: list(z.enum(['png', 'jpeg', 'webp'])), default: 'png,jpeg,webp', description: 'accepted image formats', roles: ['intake-api'] }),
-  s({ name: 'REVISION_PROFILES', schema: text(), defaultNote: 'config/profiles.json if present, else only none', description: 'revision profiles file', roles: ['intake-api', 'generator', 'aligner'] }),
+  s({
+    name: 'INTAKE_IMAGE_FORMATS',
+    schema: list(z.enum(['png', 'jpeg', 'webp'])),
+    default: 'png,jpeg,webp',
+    description: 'accepted image formats',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'REVISION_PROFILES',
+    schema: text(),
+    defaultNote: 'config/profiles.json if present, else only none',
+    description: 'revision profiles file',
+    roles: ['intake-api', 'generator', 'aligner'],
+  }),
   // Safety (ETA) and the evaluator packs.
-  s({ name: 'ETA_POLICY', schema: z.enum(['both', 'either', 'answer']), default: 'both', description: 'when an answer is aligned', roles: ['intake-api', 'evaluator', 'aligner'] }),
+  s({
+    name: 'ETA_POLICY',
+    schema: z.enum(['both', 'either', 'answer']),
+    default: 'both',
+    description: 'when an answer is aligned',
+    roles: ['intake-api', 'evaluator', 'aligner'],
+  }),
   s({ name: 'ETA_TAU_PRE', schema: finiteNumber(), defaultNote: 'ETA_CONFIG, else 0.16', description: 'image threshold', roles: ['evaluator', 'aligner'] }),
   s({ name: 'ETA_TAU_POST', schema: finiteNumber(), defaultNote: 'ETA_CONFIG, else 0.06', description: 'answer threshold', roles: ['evaluator', 'aligner'] }),
-  s({ name: 'ETA_UNSAFE_IMAGE_TEXT', schema: text(), defaultNote: "the reference's text", description: 'text the image is compared with', roles: ['evaluator', 'aligner'] }),
-  s({ name: 'ETA_CONFIG', schema: text(), defaultNote: 'config/eta.json if present', description: 'fitted ETA thresholds file', roles: ['evaluator', 'aligner'] }),
+  s({
+    name: 'ETA_UNSAFE_IMAGE_TEXT',
+    schema: text(),
+    defaultNote: "the reference's text",
+    description: 'text the image is compared with',
+    roles: ['evaluator', 'aligner'],
+  }),
+  s({
+    name: 'ETA_CONFIG',
+    schema: text(),
+    defaultNote: 'config/eta.json if present',
+    description: 'fitted ETA thresholds file',
+    roles: ['evaluator', 'aligner'],
+  }),
   s({ name: 'CLIP_PACK_DIR', schema: text(), default: 'models/factory-clip', description: 'CLIP pack', roles: ['evaluator', 'aligner'] }),
   s({ name: 'REWARD_PACK_DIR', schema: text(), default: 'models/factory-guard', description: 'reward model pack', roles: ['evaluator', 'aligner'] }),
   // VLM engine and execution.
   s({ name: 'VLM_PACK_DIR', schema: text(), default: 'models/factory-vlm', description: 'VLM pack', roles: ['generator', 'aligner'] }),
   s({ name: 'EXECUTION_PROVIDERS', schema: list(text()), default: 'cpu', description: 'onnxruntime providers, first that loads wins', roles: WORKERS }),
-  s({ name: 'REQUIRE_EXECUTION_PROVIDER', schema: text(), defaultNote: 'none', description: 'provider the sessions must land on; one of EXECUTION_PROVIDERS', roles: WORKERS }),
+  s({
+    name: 'REQUIRE_EXECUTION_PROVIDER',
+    schema: text(),
+    defaultNote: 'none',
+    description: 'provider the sessions must land on; one of EXECUTION_PROVIDERS',
+    roles: WORKERS,
+  }),
   s({ name: 'ORT_INTRA_OP_THREADS', schema: int(1), defaultNote: "onnxruntime's", description: 'threads per session', roles: ['generator', 'aligner'] }),
   s({ name: 'GENERATOR_MAX_NEW_TOKENS', schema: int(1), defaultNote: "the pack's generation_config", description: 'answer length', roles: ['generator'] }),
   // Aligner (best-of-N).
   s({ name: 'ALIGNER_N', schema: int(1), default: '5', description: 'candidates per sentence', roles: ['aligner'] }),
-  s({ name: 'ALIGNER_PREFIX', schema: z.string(), default: 'As an AI assistant', description: 'shallow alignment prefix (empty: none)', roles: ['aligner'], allowEmpty: true }),
+  s({
+    name: 'ALIGNER_PREFIX',
+    schema: z.string(),
+    default: 'As an AI assistant',
+    description: 'shallow alignment prefix (empty: none)',
+    roles: ['aligner'],
+    allowEmpty: true,
+  }),
   s({ name: 'ALIGNER_MAX_TOTAL_TOKENS', schema: int(1), default: '1024', description: 'generated tokens in all', roles: ['aligner'] }),
   s({ name: 'ALIGNER_TEMPERATURE', schema: positiveNumber(), default: '1.5', description: 'sampling temperature', roles: ['aligner'] }),
   s({ name: 'ALIGNER_SEED', schema: int(Number.MIN_SAFE_INTEGER), default: '1', description: 'seed of sentence 0', roles: ['aligner'] }),
@@ -214,7 +326,11 @@ function crossChecks(values: Map<string, unknown>, env: NodeJS.ProcessEnv): Sett
   const required = values.get('REQUIRE_EXECUTION_PROVIDER') as string | undefined;
   const providers = values.get('EXECUTION_PROVIDERS') as string[] | undefined;
   if (required && providers && !providers.includes(required)) {
-    issues.push({ name: 'REQUIRE_EXECUTION_PROVIDER', value: env.REQUIRE_EXECUTION_PROVIDER ?? '', message: `must be one of EXECUTION_PROVIDERS (${providers.join(',')})` });
+    issues.push({
+      name: 'REQUIRE_EXECUTION_PROVIDER',
+      value: env.REQUIRE_EXECUTION_PROVIDER ?? '',
+      message: `must be one of EXECUTION_PROVIDERS (${providers.join(',')})`,
+    });
   }
   return issues;
 }

@@ -24,7 +24,10 @@ describe('the settings table', () => {
     const table = doc.slice(doc.indexOf('## Configuration'));
     for (const s of SETTINGS) {
       const short = s.name.replace(/^INTAKE_MAX/, '');
-      const documented = table.includes(`\`${s.name}\``) || (s.name.startsWith('INTAKE_MAX') && table.includes(`\`${short}\``)) || (/^(GENERATE|EVALUATE|ALIGN)_WORKER_CONCURRENCY$/.test(s.name) && table.includes('`<STAGE>_WORKER_CONCURRENCY`'));
+      const documented =
+        table.includes(`\`${s.name}\``) ||
+        (s.name.startsWith('INTAKE_MAX') && table.includes(`\`${short}\``)) ||
+        (/^(GENERATE|EVALUATE|ALIGN)_WORKER_CONCURRENCY$/.test(s.name) && table.includes('`<STAGE>_WORKER_CONCURRENCY`'));
       expect(documented, s.name).toBe(true);
     }
   });

@@ -105,7 +105,11 @@ export class FileBlobStore implements BlobStore, CollectableBlobStore {
 }
 
 /** Env variables of the storage wiring. */
-export const STORAGE_ENV = { blobDir: 'BLOB_DIR', verdictRetentionSeconds: 'VERDICT_RETENTION_SECONDS', blobGcIntervalSeconds: 'BLOB_GC_INTERVAL_SECONDS' } as const;
+export const STORAGE_ENV = {
+  blobDir: 'BLOB_DIR',
+  verdictRetentionSeconds: 'VERDICT_RETENTION_SECONDS',
+  blobGcIntervalSeconds: 'BLOB_GC_INTERVAL_SECONDS',
+} as const;
 
 export function blobDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return readSetting<string>(env, STORAGE_ENV.blobDir) ?? DEFAULT_BLOB_DIR;

@@ -276,16 +276,11 @@ export class VerdictStore {
 
   /** Applies `patch` unless the verdict is already final. */
   patch(id: string, patch: (current: Verdict) => Partial<Verdict>): Promise<Verdict | null> {
-    return this.update(id, (current) =>
-      TERMINAL_STATUSES.has(current.status) ? null : { ...current, ...patch(current) },
-    );
+    return this.update(id, (current) => (TERMINAL_STATUSES.has(current.status) ? null : { ...current, ...patch(current) }));
   }
 
   async batch(id: string): Promise<BatchRecord | null> {
-    const [meta, counts] = await Promise.all([
-      this.redis.hgetall(this.keys.batch(id)),
-      this.redis.hgetall(this.keys.batchCounts(id)),
-    ]);
+    const [meta, counts] = await Promise.all([this.redis.hgetall(this.keys.batch(id)), this.redis.hgetall(this.keys.batchCounts(id))]);
     if (!meta.tenant) return null;
     const count = (s: VerdictStatus) => Number(counts[s] ?? 0);
     return {
@@ -308,9 +303,7 @@ export class VerdictStore {
     const pipe = this.redis.pipeline();
     for (const item of page) pipe.hget(this.keys.verdict(item.id), 'json');
     const results = page.length ? ((await pipe.exec()) ?? []) : [];
-    const verdicts = results
-      .map(([, json]) => (typeof json === 'string' ? (JSON.parse(json) as Verdict) : null))
-      .filter((v): v is Verdict => v !== null);
+    const verdicts = results.map(([, json]) => (typeof json === 'string' ? (JSON.parse(json) as Verdict) : null)).filter((v): v is Verdict => v !== null);
     return { verdicts, nextCursor: items.length > limit ? page[page.length - 1].score : null };
   }
 
@@ -385,13 +378,7 @@ export class VerdictStore {
     const itemArgs: (string | number)[] = [];
     verdicts.forEach((verdict, i) => {
       keys.push(this.keys.verdict(verdict.id), jobKeys[i]);
-      itemArgs.push(
-        JSON.stringify(VerdictSchema.parse(verdict)),
-        verdict.status,
-        verdict.image_sha256 ?? '',
-        batch ? String(i) : '',
-        verdict.id,
-      );
+      itemArgs.push(JSON.stringify(VerdictSchema.parse(verdict)), verdict.status, verdict.image_sha256 ?? '', batch ? String(i) : '', verdict.id);
     });
     const tx = await dispatcher.transaction();
     const byStage = new Map<Stage, StageJob[]>();
@@ -420,7 +407,10 @@ export class VerdictStore {
     const results = await Promise.race([
       tx.exec(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`Command timed out: the creation was not answered within ${waitMs} ms`)), Math.max(0, startedAt + waitMs - Date.now()));
+        timer = setTimeout(
+          () => reject(new Error(`Command timed out: the creation was not answered within ${waitMs} ms`)),
+          Math.max(0, startedAt + waitMs - Date.now()),
+        );
       }),
     ]).finally(() => clearTimeout(timer));
     if (!results) throw new Error('Command aborted: the creation transaction was discarded');
@@ -449,7 +439,14 @@ export class VerdictStore {
     if (!verdictsWritten) return;
     const claimKey = spec.idempotency ? this.keys.idempotency(spec.idempotency.tenant, spec.idempotency.keySha256) : this.intake.reservations;
     const batchKeys = spec.batch ? [this.keys.batch(spec.batch.id), this.keys.batchItems(spec.batch.id), this.keys.batchCounts(spec.batch.id)] : [];
-    await this.redis.eval(UNDO_CREATE, 1 + batchKeys.length + spec.verdicts.length, claimKey, ...batchKeys, ...spec.verdicts.map((v) => this.keys.verdict(v.id)), finalClaim);
+    await this.redis.eval(
+      UNDO_CREATE,
+      1 + batchKeys.length + spec.verdicts.length,
+      claimKey,
+      ...batchKeys,
+      ...spec.verdicts.map((v) => this.keys.verdict(v.id)),
+      finalClaim,
+    );
   }
 }
 

@@ -145,7 +145,9 @@ describe('creation transaction', () => {
     expect(r.ok).toBe(true);
     const { verdict, job } = item('mod_tx_ok');
     const reservation = r.ok ? r.reservation : undefined;
-    expect(await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation }, 1000)).toBe('created');
+    expect(await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation }, 1000)).toBe(
+      'created',
+    );
     expect(await verdicts.get('mod_tx_ok')).not.toBeNull();
     expect((await queue.getJob('mod_tx_ok'))?.data.id).toBe('mod_tx_ok');
     expect(await redis.zcard(intakeKeys(PREFIX).reservations)).toBe(0);
@@ -157,7 +159,9 @@ describe('creation transaction', () => {
     const { verdict, job } = item('mod_tx_late');
     // As if the reservation's reply came 5 s ago: any deadline derived from it with a 1 s wait has passed.
     const stale = { ...r.reservation, receivedAt: r.reservation.receivedAt, redisTimeMs: r.reservation.redisTimeMs - 5000 };
-    expect(await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation: stale }, 1000)).toBe('deadline');
+    expect(await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation: stale }, 1000)).toBe(
+      'deadline',
+    );
     expect(await verdicts.get('mod_tx_late')).toBeNull();
     expect(await queue.getJob('mod_tx_late')).toBeUndefined();
     expect(await redis.exists(`${PREFIX}:evaluate:mod_tx_late`)).toBe(0); // no placeholder left
@@ -168,7 +172,9 @@ describe('creation transaction', () => {
     const r = await dispatcher.reserve(1, 10);
     if (!r.ok) throw new Error('no reservation');
     const { verdict, job } = item('mod_tx_blob', sha256Hex('never registered'));
-    expect(await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation: r.reservation }, 1000)).toBe('blob');
+    expect(
+      await verdicts.commitCreation(dispatcher, { tenant: 't', verdicts: [verdict], jobs: [{ stage: 'evaluate', job }], reservation: r.reservation }, 1000),
+    ).toBe('blob');
     expect(await verdicts.get('mod_tx_blob')).toBeNull();
     expect(await queue.getJob('mod_tx_blob')).toBeUndefined();
     await dispatcher.release(r.reservation);

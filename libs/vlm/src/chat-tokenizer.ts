@@ -21,11 +21,9 @@ export class ChatTokenizer {
   constructor(tokenizerJson: Record<string, any>, tokenizerConfig: Record<string, any>) {
     this.tokenizer = new Tokenizer(tokenizerJson, tokenizerConfig);
     const chatTemplate = tokenizerConfig.chat_template;
-    const source = Array.isArray(chatTemplate)
-      ? chatTemplate.find((t: { name: string }) => t.name === 'default')?.template
-      : chatTemplate;
+    const source = Array.isArray(chatTemplate) ? chatTemplate.find((t: { name: string }) => t.name === 'default')?.template : chatTemplate;
     this.template = source ? new Template(source) : undefined;
-    const token = (v: unknown) => (typeof v === 'string' ? v : (v as { content?: string } | undefined)?.content ?? '');
+    const token = (v: unknown) => (typeof v === 'string' ? v : ((v as { content?: string } | undefined)?.content ?? ''));
     this.specialTokens = {
       bos_token: token(tokenizerConfig.bos_token),
       eos_token: token(tokenizerConfig.eos_token),

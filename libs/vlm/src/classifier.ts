@@ -39,7 +39,10 @@ export class SequenceClassifier implements ConversationClassifier {
 
   async classify(conversations: ChatMessage[][]): Promise<Float32Array[]> {
     if (conversations.length === 0) return [];
-    const { ids, mask, length } = padBatch(conversations.map((c) => this.tokenizer.encode(this.format(c))), this.padId);
+    const { ids, mask, length } = padBatch(
+      conversations.map((c) => this.tokenizer.encode(this.format(c))),
+      this.padId,
+    );
     const n = conversations.length;
     const out = await this.session.run({
       input_ids: new Tensor('int64', ids, [n, length]),

@@ -11,10 +11,12 @@ export function padBatch(lists: number[][], padId: number): { ids: BigInt64Array
   const length = Math.max(1, ...lists.map((l) => l.length));
   const ids = new BigInt64Array(lists.length * length).fill(BigInt(padId));
   const mask = new BigInt64Array(lists.length * length);
-  lists.forEach((l, r) => l.forEach((id, i) => {
-    ids[r * length + i] = BigInt(id);
-    mask[r * length + i] = 1n;
-  }));
+  lists.forEach((l, r) =>
+    l.forEach((id, i) => {
+      ids[r * length + i] = BigInt(id);
+      mask[r * length + i] = 1n;
+    }),
+  );
   return { ids, mask, length };
 }
 
@@ -61,7 +63,10 @@ export class ClipModel implements ClipEmbedder {
   async embedTexts(texts: string[]): Promise<Float32Array[]> {
     if (texts.length === 0) return [];
     // The tokenizer's own post-processor adds CLIP's start/end tokens where the pack defines them.
-    const { ids, mask, length } = padBatch(texts.map((t) => this.truncate(this.tokenizer.encode(t, true))), this.padId);
+    const { ids, mask, length } = padBatch(
+      texts.map((t) => this.truncate(this.tokenizer.encode(t, true))),
+      this.padId,
+    );
     const feeds: Record<string, Tensor> = { input_ids: new Tensor('int64', ids, [texts.length, length]) };
     if (this.text.inputNames.includes('attention_mask')) feeds.attention_mask = new Tensor('int64', mask, [texts.length, length]);
     const out = await this.text.run(feeds);

@@ -55,7 +55,8 @@ class DecodeBatch {
           this.layerVectors!.set(f.layer, r * layerSize);
         }
         if (f.head) {
-          if (f.head.length !== headSize) throw new RangeError(`revision.head has ${f.head.length} values, the model needs ${headSize} (layers x heads x head_dim)`);
+          if (f.head.length !== headSize)
+            throw new RangeError(`revision.head has ${f.head.length} values, the model needs ${headSize} (layers x heads x head_dim)`);
           this.headVectors!.set(f.head, r * headSize);
         }
       });
@@ -99,7 +100,15 @@ class DecodeBatch {
       this.nextPosition[r] = lengths[r];
     }
     const revision = this.revision(seq, (r, p) => prefillMask(this.feeds[r]!.positions, pads[r], seq, p));
-    const out = await this.model.forward({ batch: this.size, seq, embeds, attentionMask: this.attentionTensor(), positionIds: positions, cache: this.cache, revision });
+    const out = await this.model.forward({
+      batch: this.size,
+      seq,
+      embeds,
+      attentionMask: this.attentionTensor(),
+      positionIds: positions,
+      cache: this.cache,
+      revision,
+    });
     this.cache = out.cache;
     return out;
   }
@@ -115,7 +124,15 @@ class DecodeBatch {
       positions[r] = BigInt(this.nextPosition[r]++);
     }
     const revision = this.revision(1, () => 1);
-    const out = await this.model.forward({ batch: this.size, seq: 1, embeds, attentionMask: this.attentionTensor(), positionIds: positions, cache: this.cache, revision });
+    const out = await this.model.forward({
+      batch: this.size,
+      seq: 1,
+      embeds,
+      attentionMask: this.attentionTensor(),
+      positionIds: positions,
+      cache: this.cache,
+      revision,
+    });
     this.cache = out.cache;
     return out;
   }
@@ -217,7 +234,11 @@ export class Generator {
       text: '',
       taps: request.taps ? [] : undefined,
     }));
-    const batch = new DecodeBatch(this.model, requests.length, requests.map((r) => r.revision));
+    const batch = new DecodeBatch(
+      this.model,
+      requests.length,
+      requests.map((r) => r.revision),
+    );
 
     const t0 = performance.now();
     let out = await batch.prefill(embeds, lengths);
@@ -271,7 +292,11 @@ export class Generator {
   async readTaps(requests: TapRequest[]): Promise<TapFrame[]> {
     const { layerSize, headSize } = this.sizes;
     const { lengths, embeds } = await this.encodeAll(requests.map((r) => ({ prompt: r.prompt, image: r.image, assistantText: r.response })));
-    const batch = new DecodeBatch(this.model, requests.length, requests.map((r) => r.revision));
+    const batch = new DecodeBatch(
+      this.model,
+      requests.length,
+      requests.map((r) => r.revision),
+    );
     const out = await batch.prefill(embeds, lengths);
     return requests.map((_, r) => tapFrame(out, r, layerSize, headSize));
   }

@@ -51,7 +51,7 @@ interface Normalization {
 function normalization(config: Record<string, any>): Normalization {
   const three = (v: unknown, d: number) => (Array.isArray(v) ? v.map(Number) : [v ?? d, v ?? d, v ?? d].map(Number));
   return {
-    rescale: config.do_rescale === false ? 1 : config.rescale_factor ?? 1 / 255,
+    rescale: config.do_rescale === false ? 1 : (config.rescale_factor ?? 1 / 255),
     mean: config.do_normalize === false ? [0, 0, 0] : three(config.image_mean, 0.5),
     std: config.do_normalize === false ? [1, 1, 1] : three(config.image_std, 0.5),
   };
@@ -145,11 +145,7 @@ export interface Idefics3Plan {
  * sizes sit far below the budget, so only an image the door would refuse, or a pack with `do_resize` off, is
  * ever clamped.
  */
-export function idefics3ResizePlan(
-  width: number,
-  height: number,
-  o: { longestEdge: number; tileEdge: number; resize: boolean; split: boolean },
-): Idefics3Plan {
+export function idefics3ResizePlan(width: number, height: number, o: { longestEdge: number; tileEdge: number; resize: boolean; split: boolean }): Idefics3Plan {
   let resized = { width, height };
   if (o.resize) resized = scaleLongestEdge(width, height, Math.min(o.longestEdge, MAX_RESIZE_EDGE));
   if (!o.split) return { resized };
@@ -236,7 +232,7 @@ export class ClipImageProcessor {
   }
 
   private get shortestEdge(): number {
-    return typeof this.config.size === 'number' ? this.config.size : this.config.size?.shortest_edge ?? 224;
+    return typeof this.config.size === 'number' ? this.config.size : (this.config.size?.shortest_edge ?? 224);
   }
 
   /** The region and size `process` resizes an image of `width` x `height` to (none when `do_resize` is off). */

@@ -42,7 +42,7 @@ export class KvCache {
       const src = t.data as Float32Array;
       const out = new Float32Array(this.kvHeads * length * d);
       for (let h = 0; h < this.kvHeads; h++) {
-        const from = ((row * this.kvHeads + h) * this.length) * d;
+        const from = (row * this.kvHeads + h) * this.length * d;
         out.set(src.subarray(from, from + length * d), h * length * d);
       }
       return new Tensor('float32', out, [1, this.kvHeads, length, d]);

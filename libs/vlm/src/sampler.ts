@@ -50,13 +50,7 @@ function topKIndices(values: Float32Array, offset: number, length: number, k: nu
  * Picks the next token from one row of logits: greedy when temperature is 0/absent, else
  * temperature -> top-k -> top-p (nucleus) -> a draw from `random`.
  */
-export function pickToken(
-  logits: Float32Array,
-  offset: number,
-  vocab: number,
-  sampling: SamplingOptions | undefined,
-  random: () => number,
-): number {
+export function pickToken(logits: Float32Array, offset: number, vocab: number, sampling: SamplingOptions | undefined, random: () => number): number {
   const temperature = sampling?.temperature ?? 0;
   if (!(temperature > 0)) return argmax(logits, offset, vocab);
   const k = Math.min(sampling?.topK && sampling.topK > 0 ? sampling.topK : vocab, vocab);

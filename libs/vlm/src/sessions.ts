@@ -76,7 +76,11 @@ export async function openSession(path: string, options: SessionOptions = {}): P
     } catch (err) {
       if (err instanceof ExecutionProviderMismatchError) throw err;
       lastError = err;
-      failures.push(`${ep}: ${String((err as Error)?.message ?? err).split('\n')[0].slice(0, 200)}`);
+      failures.push(
+        `${ep}: ${String((err as Error)?.message ?? err)
+          .split('\n')[0]
+          .slice(0, 200)}`,
+      );
     }
   }
   throw new Error(`no execution provider of [${providers.join(', ')}] could load ${path}: ${(lastError as Error)?.message ?? lastError}`);

@@ -39,7 +39,14 @@ async function greedyFromIds(model: VlmModel, processor: VlmProcessor, ids: numb
     tokens.push(t);
     const e = new Float32Array(hidden);
     await model.embedTokens([t], e, 0);
-    out = await model.forward({ batch: 1, seq: 1, embeds: e, attentionMask: new BigInt64Array(length + 1).fill(1n), positionIds: BigInt64Array.of(BigInt(length)), cache: out.cache });
+    out = await model.forward({
+      batch: 1,
+      seq: 1,
+      embeds: e,
+      attentionMask: new BigInt64Array(length + 1).fill(1n),
+      positionIds: BigInt64Array.of(BigInt(length)),
+      cache: out.cache,
+    });
     length++;
   }
   return tokens;

@@ -19,8 +19,11 @@ const ANY_SHAPE = { maxImagePixels: DEFAULT_LIMITS.maxImagePixels, maxImageAspec
 
 async function gradient(width: number, height: number): Promise<Buffer> {
   const raw = Buffer.alloc(width * height * 3);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set([(255 * x) / width, (255 * y) / height, (x * 7 + y * 13) % 256], (y * width + x) * 3);
-  return sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) raw.set([(255 * x) / width, (255 * y) / height, (x * 7 + y * 13) % 256], (y * width + x) * 3);
+  return sharp(raw, { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
 }
 
 describe('resize budgets', () => {

@@ -29,7 +29,9 @@ describe('image splitting (do_image_splitting)', () => {
     // A smooth gradient, so different resampling kernels give nearly the same pixels.
     const raw = Buffer.alloc(width * height * 3);
     for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) raw.set([(255 * x) / width, (255 * y) / height, 128], (y * width + x) * 3);
-    const png = await sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width, height, channels: 3 } })
+      .png()
+      .toBuffer();
     const prompt = 'Is the guard open?';
 
     const ours = await new VlmProcessor(loadVlmPack(packDir)).encode({ prompt, image: png });
@@ -38,7 +40,9 @@ describe('image splitting (do_image_splitting)', () => {
     hf.env.allowRemoteModels = false;
     hf.env.localModelPath = dirname(packDir) + '/';
     const processor = await hf.AutoProcessor.from_pretrained(basename(packDir), { local_files_only: true });
-    const text = processor.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }], { add_generation_prompt: true });
+    const text = processor.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }], {
+      add_generation_prompt: true,
+    });
     const theirs = await processor(text, [await hf.RawImage.fromBlob(new Blob([png]))]);
 
     expect(ours.inputIds).toEqual(Array.from(theirs.input_ids.data as BigInt64Array, Number));
@@ -67,7 +71,9 @@ describe('chat template location', () => {
       writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(rest));
       writeFileSync(join(dir, 'chat_template.json'), JSON.stringify({ chat_template }));
       const processor = new VlmProcessor(loadVlmPack(dir));
-      expect(processor.templatedPrompt({ prompt: 'Is the guard open?' })).toBe(new VlmProcessor(loadVlmPack(TINY_VLM)).templatedPrompt({ prompt: 'Is the guard open?' }));
+      expect(processor.templatedPrompt({ prompt: 'Is the guard open?' })).toBe(
+        new VlmProcessor(loadVlmPack(TINY_VLM)).templatedPrompt({ prompt: 'Is the guard open?' }),
+      );
     } finally {
       rmSync(dirname(dir), { recursive: true, force: true });
     }

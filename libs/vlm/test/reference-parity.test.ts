@@ -47,9 +47,7 @@ describe('decoder against the PyTorch reference', () => {
   const cases = Object.keys(golden.cases) as (keyof typeof golden.cases)[];
   it.each(cases)('%s: prefill logits within 1e-4, taps within 1e-4, greedy tokens exact', async (name) => {
     const expected = golden.cases[name];
-    const [result] = await engine.generate([
-      { prompt, image, revision: feedFor(name), maxNewTokens: golden.max_new_tokens, ignoreEos: true, taps: true },
-    ]);
+    const [result] = await engine.generate([{ prompt, image, revision: feedFor(name), maxNewTokens: golden.max_new_tokens, ignoreEos: true, taps: true }]);
     expect(result.tokens).toEqual(expected.tokens);
     const prefill = result.taps![0];
     expect(maxAbsDiff(prefill.layer, expected.tap_layer.flat())).toBeLessThan(1e-4);

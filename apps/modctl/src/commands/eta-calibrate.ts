@@ -19,7 +19,10 @@ const jsonl = (path: string) =>
 
 /** Reads the calibration split: answers labelled safe/unsafe, and each distinct image with its scene's hazard. */
 export function readEtaCalibration(dir: string) {
-  const answers = (jsonl(join(dir, 'responses.jsonl')) as { response: string; label: string }[]).map((r) => ({ text: r.response, unsafe: r.label === 'unsafe' }));
+  const answers = (jsonl(join(dir, 'responses.jsonl')) as { response: string; label: string }[]).map((r) => ({
+    text: r.response,
+    unsafe: r.label === 'unsafe',
+  }));
   const seen = new Set<string>();
   const images: { image: Uint8Array; risky: boolean }[] = [];
   for (const item of jsonl(join(dir, 'eval.jsonl')) as { image?: string; scene?: { hazard?: boolean } }[]) {
@@ -58,6 +61,8 @@ export async function run(argv: string[]): Promise<number> {
   };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(file, null, 2) + '\n');
-  console.log(`tau_pre ${fitted.tauPre.toFixed(4)} (balanced accuracy ${fitted.balancedAccuracy.pre.toFixed(3)}), tau_post ${fitted.tauPost.toFixed(4)} (${fitted.balancedAccuracy.post.toFixed(3)}) -> ${relative(process.cwd(), out)}`);
+  console.log(
+    `tau_pre ${fitted.tauPre.toFixed(4)} (balanced accuracy ${fitted.balancedAccuracy.pre.toFixed(3)}), tau_post ${fitted.tauPost.toFixed(4)} (${fitted.balancedAccuracy.post.toFixed(3)}) -> ${relative(process.cwd(), out)}`,
+  );
   return 0;
 }

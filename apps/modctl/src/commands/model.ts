@@ -61,7 +61,11 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof DecoderStructureError || err instanceof AlreadyRevisableError) {
-      printError(json, err instanceof AlreadyRevisableError ? 'already_revisable' : 'decoder_structure', `model prepare ${pack}: refused, nothing written: ${err.message}`);
+      printError(
+        json,
+        err instanceof AlreadyRevisableError ? 'already_revisable' : 'decoder_structure',
+        `model prepare ${pack}: refused, nothing written: ${err.message}`,
+      );
       return 1;
     }
     throw err;
