@@ -1,7 +1,7 @@
 import { RevisionProfileError } from '@libs/revision';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { ModerationError, type BatchAccepted, type JobAccepted, type StageJob, type Verdict } from '@libs/contracts';
+import { ModerationError, queuedVerdict, type BatchAccepted, type JobAccepted, type StageJob, type Verdict } from '@libs/contracts';
 import { asRedisError, entryStage, StageDispatcher, type Reservation } from '@libs/queue';
 import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BatchRecord, type BlobStore, type IdempotencyRecord, type VerdictStore } from '@libs/storage';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
@@ -273,32 +273,16 @@ export class IntakeService {
   }
 
   private queuedVerdict(job: StageJob, item: CheckedItem, batchId: string | null): Verdict {
-    return {
+    return queuedVerdict({
       id: job.id,
-      object: 'moderation.verdict',
-      status: 'queued',
-      decision: null,
-      flagged: null,
-      scores: null,
-      thresholds: null,
       policy: job.policy,
-      policy_version: null,
       prompt: job.prompt,
-      final_answer: null,
       original_answer: item.answer ?? null,
-      revision: null,
-      aligner: null,
-      model: null,
-      timings: {},
-      attempts: 0,
-      error: null,
-      created_at: new Date().toISOString(),
-      completed_at: null,
       input_sha256: sha256Hex(item.imageSha256 ?? '', '\0', item.prompt, '\0', item.answer ?? ''),
       image_sha256: item.imageSha256 ?? null,
       profile: item.profile,
       batch_id: batchId,
       metadata: item.metadata,
-    };
+    });
   }
 }

@@ -99,3 +99,32 @@ export const VerdictSchema = z
   })
   .describe('Status and verdict of one job');
 export type Verdict = z.infer<typeof VerdictSchema>;
+
+/** What a job's verdict says when intake accepts it; the rest is filled in by the stages. */
+export type QueuedVerdictFields = Pick<
+  Verdict,
+  'id' | 'policy' | 'prompt' | 'original_answer' | 'input_sha256' | 'image_sha256' | 'profile' | 'batch_id' | 'metadata'
+>;
+
+/** A `queued` verdict: nothing decided, no stage run yet. The one shape intake writes (and tests build their fixtures from). */
+export function queuedVerdict(fields: QueuedVerdictFields, createdAt = new Date().toISOString()): Verdict {
+  return {
+    object: 'moderation.verdict',
+    status: 'queued',
+    decision: null,
+    flagged: null,
+    scores: null,
+    thresholds: null,
+    policy_version: null,
+    final_answer: null,
+    revision: null,
+    aligner: null,
+    model: null,
+    timings: {},
+    attempts: 0,
+    error: null,
+    created_at: createdAt,
+    completed_at: null,
+    ...fields,
+  };
+}

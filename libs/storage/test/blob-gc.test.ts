@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StageJob, Verdict } from '@libs/contracts';
+import { queuedVerdict, type StageJob, type Verdict } from '@libs/contracts';
 import { StageDispatcher, intakeKeys, producerRedisOptions, redisOptions } from '@libs/queue';
 import { BlobCollector, BlobRefs, FileBlobStore, sha256Hex, VerdictStore } from '@libs/storage';
 
@@ -110,33 +110,17 @@ describe('creation transaction', () => {
 
   function item(id: string, imageSha256: string | null = null): { verdict: Verdict; job: StageJob } {
     const job: StageJob = { id, tenant: 't', prompt: 'p', answer: 'a', profile: 'none', policy: 'both', attempt: 0, imageSha256: imageSha256 ?? undefined };
-    const verdict = {
+    const verdict = queuedVerdict({
       id,
-      object: 'moderation.verdict',
-      status: 'queued',
-      decision: null,
-      flagged: null,
-      scores: null,
-      thresholds: null,
       policy: 'both',
-      policy_version: null,
       prompt: 'p',
-      final_answer: null,
       original_answer: 'a',
-      revision: null,
-      aligner: null,
-      model: null,
-      timings: {},
-      attempts: 0,
-      error: null,
-      created_at: new Date().toISOString(),
-      completed_at: null,
       input_sha256: 'b'.repeat(64),
       image_sha256: imageSha256,
       profile: 'none',
       batch_id: null,
       metadata: null,
-    } as Verdict;
+    });
     return { verdict, job };
   }
 

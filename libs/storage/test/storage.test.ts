@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Verdict } from '@libs/contracts';
+import { queuedVerdict, type Verdict } from '@libs/contracts';
 import { redisOptions } from '@libs/queue';
 import { FileBlobStore, sha256Hex, VerdictStore } from '@libs/storage';
 import { finishVerdict } from '@libs/worker';
@@ -12,33 +12,17 @@ const REDIS_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 const PREFIX = `{storagetest${process.pid}}`;
 
 function verdict(id: string, batchId: string | null = null): Verdict {
-  return {
+  return queuedVerdict({
     id,
-    object: 'moderation.verdict',
-    status: 'queued',
-    decision: null,
-    flagged: null,
-    scores: null,
-    thresholds: null,
     policy: 'both',
-    policy_version: null,
     prompt: 'p',
-    final_answer: null,
     original_answer: null,
-    revision: null,
-    aligner: null,
-    model: null,
-    timings: {},
-    attempts: 0,
-    error: null,
-    created_at: new Date().toISOString(),
-    completed_at: null,
     input_sha256: 'b'.repeat(64),
     image_sha256: null,
     profile: 'none',
     batch_id: batchId,
     metadata: null,
-  };
+  });
 }
 
 describe('FileBlobStore', () => {
