@@ -77,7 +77,10 @@ export async function startLocalPipeline(
       url = url.replace('[::1]', '127.0.0.1');
     }
   } catch (err) {
+    // A role that failed to start (a tampered artifact, a missing pack) has already written its queues' meta keys.
     await Promise.allSettled(Object.values(apps).map((a) => a!.close()));
+    await deleteKeys(env.REDIS_URL || DEFAULT_REDIS_URL, env.QUEUE_PREFIX!).catch(() => undefined);
+    rmSync(blobDir, { recursive: true, force: true });
     throw err;
   }
   return {
