@@ -93,6 +93,21 @@ export class BlobRefs {
     await this.cmd.blobRequeue(this.keys.blobExpiry, sha);
   }
 
+  /**
+   * Registers blobs that have no reference at all (stored before collection existed, or by a store without refs)
+   * for one retention period from now, so the collector deletes them then; referenced blobs are left as they are.
+   * Returns how many were registered.
+   */
+  async backfill(shas: AsyncIterable<string>): Promise<number> {
+    let registered = 0;
+    for await (const sha of shas) {
+      if ((await this.expiry(sha)) !== null) continue;
+      await this.register(sha);
+      registered++;
+    }
+    return registered;
+  }
+
   /** The blob's expiry (ms, Redis time), or null when nothing references it. */
   async expiry(sha: string): Promise<number | null> {
     const score = await this.redis.zscore(this.keys.blobExpiry, sha);

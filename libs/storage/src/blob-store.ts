@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSetting } from '@libs/settings';
 import type { BlobRefs, CollectableBlobStore } from './blob-gc';
@@ -62,6 +62,20 @@ export class FileBlobStore implements BlobStore, CollectableBlobStore {
       throw err;
     }
     return sha;
+  }
+
+  /** Every blob's sha256 (temporary files of writes in flight skipped); for the reference backfill. */
+  async *list(): AsyncGenerator<string> {
+    const entries = (dir: string) => readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const a of await entries(this.dir)) {
+      if (!a.isDirectory() || !/^[0-9a-f]{2}$/.test(a.name)) continue;
+      for (const b of await entries(join(this.dir, a.name))) {
+        if (!b.isDirectory() || !/^[0-9a-f]{2}$/.test(b.name)) continue;
+        for (const f of await entries(join(this.dir, a.name, b.name))) {
+          if (f.isFile() && SHA.test(f.name) && f.name.startsWith(a.name + b.name)) yield f.name;
+        }
+      }
+    }
   }
 
   async get(sha: string): Promise<Uint8Array | null> {

@@ -88,6 +88,67 @@ describe('blob collection', () => {
   });
 });
 
+describe('backfill of images stored before collection', () => {
+  let redis: Redis;
+  let dir: string;
+  const prefix = `{blobfill${process.pid}}`;
+  beforeAll(() => {
+    redis = new Redis(redisOptions(REDIS_URL));
+    dir = mkdtempSync(join(tmpdir(), 'blobfill-'));
+  });
+  afterAll(async () => {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('registers unreferenced images for one retention period, keeps a referenced one as it is, and they are then collected', async () => {
+    // Stored by a store without references: what every image written before collection existed looks like.
+    const old = new FileBlobStore(dir);
+    const a = await old.put(new TextEncoder().encode('old image a'));
+    const b = await old.put(new TextEncoder().encode('old image b'));
+    const refs = new BlobRefs(redis, prefix, 1);
+    const store = new FileBlobStore(dir, refs);
+    const collector = new BlobCollector(refs, store);
+    const c = await new FileBlobStore(dir, new BlobRefs(redis, prefix, 3600)).put(new TextEncoder().encode('referenced image c'));
+    const cExpiry = await refs.expiry(c);
+    expect(await collector.collectOnce()).toEqual({ deleted: 0, restored: 0 }); // without a reference, never due
+    const listed: string[] = [];
+    for await (const sha of store.list()) listed.push(sha);
+    expect(listed.sort()).toEqual([a, b, c].sort());
+    expect(await refs.backfill(store.list())).toBe(2);
+    expect(await refs.expiry(c)).toBe(cExpiry);
+    expect(await refs.backfill(store.list())).toBe(0); // idempotent
+    await sleep(1200);
+    expect(await collector.collectOnce()).toEqual({ deleted: 2, restored: 0 });
+    expect(existsSync(join(dir, a.slice(0, 2), a.slice(2, 4), a))).toBe(false);
+    expect(existsSync(join(dir, b.slice(0, 2), b.slice(2, 4), b))).toBe(false);
+    expect(existsSync(join(dir, c.slice(0, 2), c.slice(2, 4), c))).toBe(true);
+  });
+
+  it('modctl blobs backfill registers them from BLOB_DIR', async () => {
+    const fresh = mkdtempSync(join(tmpdir(), 'blobfill-cli-'));
+    try {
+      await new FileBlobStore(fresh).put(new TextEncoder().encode('old image d'));
+      const { run } = await import('../../../apps/modctl/src/commands/blobs');
+      const env = { REDIS_URL, QUEUE_PREFIX: prefix, BLOB_DIR: fresh, VERDICT_RETENTION_SECONDS: '60' };
+      const lines: string[] = [];
+      const log = console.log;
+      console.log = (line: string) => lines.push(line);
+      try {
+        expect(await run(['backfill', '--json'], env)).toBe(0);
+      } finally {
+        console.log = log;
+      }
+      expect(JSON.parse(lines[0])).toMatchObject({ registered: 1, retention_seconds: 60 });
+      expect(await run(['nonsense'], env)).toBe(2);
+    } finally {
+      rmSync(fresh, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('creation transaction', () => {
   let redis: Redis;
   let queue: Queue;
