@@ -147,19 +147,6 @@ if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL'
 for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`;
 
-// Creates a verdict unless one exists, and adds it to its batch's index and counters, atomically.
-const CREATE = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'rev', 1, 'status', ARGV[2], 'tenant', ARGV[3], 'json', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-  redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
-end
-return 1`;
-
 // Compare-and-set on the verdict's revision; moves the batch counter from the old status to the new one, and
 // pushes the expiry of the verdict's image (KEYS[3], ARGV[6]) to the verdict's new expiry.
 const CAS = `
@@ -197,44 +184,8 @@ export class VerdictStore {
   ) {
     this.keys = verdictKeys(prefix);
     this.intake = intakeKeys(prefix);
-    redis.defineCommand('verdictCreate', { numberOfKeys: 3, lua: CREATE });
     redis.defineCommand('verdictCas', { numberOfKeys: 3, lua: CAS });
     redis.defineCommand('idempotencyRelease', { numberOfKeys: 1, lua: RELEASE_CLAIM });
-  }
-
-  /** Creates verdicts (all `queued`) and, when they form a batch, the batch record. Returns how many were new. */
-  async create(verdicts: { tenant: string; verdict: Verdict }[], batch?: Omit<BatchRecord, 'counts'>): Promise<number> {
-    const pipe = this.redis.pipeline();
-    if (batch) {
-      pipe.hset(this.keys.batch(batch.id), {
-        tenant: batch.tenant,
-        total: batch.total,
-        created_at: batch.created_at,
-        metadata: JSON.stringify(batch.metadata),
-      });
-      pipe.expire(this.keys.batch(batch.id), this.retentionSeconds);
-    }
-    verdicts.forEach(({ tenant, verdict }, index) => {
-      const batchId = verdict.batch_id;
-      (pipe as unknown as Record<string, (...args: unknown[]) => void>).verdictCreate(
-        this.keys.verdict(verdict.id),
-        batchId ? this.keys.batchItems(batchId) : this.keys.verdict(verdict.id),
-        batchId ? this.keys.batchCounts(batchId) : this.keys.verdict(verdict.id),
-        JSON.stringify(VerdictSchema.parse(verdict)),
-        verdict.status,
-        tenant,
-        this.retentionSeconds,
-        batchId ? String(index) : '',
-        verdict.id,
-      );
-    });
-    const results = (await pipe.exec()) ?? [];
-    let created = 0;
-    for (const [err, value] of results) {
-      if (err) throw err;
-      if (value === 1) created++;
-    }
-    return created;
   }
 
   async get(id: string): Promise<StoredVerdict | null> {

@@ -1,10 +1,11 @@
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queuedVerdict, type Verdict } from '@libs/contracts';
-import { redisOptions } from '@libs/queue';
+import { queuedVerdict, type StageJob, type Verdict } from '@libs/contracts';
+import { producerRedisOptions, redisOptions, StageDispatcher } from '@libs/queue';
 import { FileBlobStore, sha256Hex, VerdictStore } from '@libs/storage';
 import { finishVerdict } from '@libs/worker';
 
@@ -47,20 +48,35 @@ describe('FileBlobStore', () => {
 describe('VerdictStore', () => {
   let redis: Redis;
   let store: VerdictStore;
+  let queue: Queue;
+  let dispatcher: StageDispatcher;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     redis = new Redis(redisOptions(REDIS_URL));
     store = new VerdictStore(redis, PREFIX, 120);
+    queue = new Queue('evaluate', { connection: producerRedisOptions(REDIS_URL, {}), prefix: PREFIX });
+    await queue.waitUntilReady();
+    dispatcher = new StageDispatcher({ evaluate: queue });
   });
   afterAll(async () => {
+    await queue.close();
     const keys = await redis.keys(`${PREFIX}*`);
     if (keys.length) await redis.del(...keys);
     redis.disconnect();
   });
 
+  /** Creates verdicts as intake does: with their jobs, in the one creation transaction. */
+  function create(tenant: string, verdicts: Verdict[], batch?: Parameters<VerdictStore['commitCreation']>[1]['batch']) {
+    const jobs = verdicts.map((v) => ({
+      stage: 'evaluate' as const,
+      job: { id: v.id, tenant, prompt: v.prompt, answer: 'a', profile: v.profile, policy: v.policy, attempt: 0, batchId: v.batch_id ?? undefined } as StageJob,
+    }));
+    return store.commitCreation(dispatcher, { tenant, verdicts, jobs, batch }, 1000);
+  }
+
   it('creates once, with the retention TTL and tenant ownership', async () => {
-    expect(await store.create([{ tenant: 'a', verdict: verdict('mod_one') }])).toBe(1);
-    expect(await store.create([{ tenant: 'b', verdict: verdict('mod_one') }])).toBe(0);
+    expect(await create('a', [verdict('mod_one')])).toBe('created');
+    expect(await create('b', [verdict('mod_one')])).toBe('exists');
     expect((await store.get('mod_one'))!.tenant).toBe('a');
     const ttl = await redis.ttl(`${PREFIX}:verdict:mod_one`);
     expect(ttl).toBeGreaterThan(100);
@@ -68,7 +84,7 @@ describe('VerdictStore', () => {
   });
 
   it('concurrent updates never lose a write; a final verdict is never overwritten', async () => {
-    await store.create([{ tenant: 'a', verdict: verdict('mod_two') }]);
+    await create('a', [verdict('mod_two')]);
     await Promise.all(Array.from({ length: 20 }, () => store.patch('mod_two', (v) => ({ attempts: v.attempts + 1 }))));
     expect((await store.get('mod_two'))!.verdict.attempts).toBe(20);
     await finishVerdict(store, 'mod_two', () => ({ decision: 'pass', final_answer: 'x' }));
@@ -80,10 +96,13 @@ describe('VerdictStore', () => {
 
   it('batches: counters follow status transitions and pages keep submission order', async () => {
     const ids = Array.from({ length: 5 }, (_, i) => `mod_b_${i}`);
-    await store.create(
-      ids.map((id) => ({ tenant: 'a', verdict: verdict(id, 'bat_one') })),
-      { id: 'bat_one', tenant: 'a', total: 5, created_at: new Date().toISOString(), metadata: { k: 1 } },
-    );
+    expect(
+      await create(
+        'a',
+        ids.map((id) => verdict(id, 'bat_one')),
+        { id: 'bat_one', tenant: 'a', total: 5, created_at: new Date().toISOString(), metadata: { k: 1 } },
+      ),
+    ).toBe('created');
     await store.patch(ids[0], () => ({ status: 'processing' }));
     await finishVerdict(store, ids[1], () => ({ decision: 'pass' }));
     await store.patch(ids[2], () => ({ status: 'failed' }));
