@@ -1,5 +1,5 @@
 /** Messages between `WorkerVlmEngine` (main thread) and the engine thread. Plain data: structured clone. */
-export type EngineMethod = 'generate' | 'readTaps' | 'open' | 'sampleCandidates' | 'accept' | 'text' | 'stats' | 'release' | 'close';
+export type EngineMethod = 'generate' | 'readTaps' | 'open' | 'sampleCandidates' | 'accept' | 'text' | 'stats' | 'release' | 'schedulerStats' | 'close';
 
 export interface EngineCall {
   id: number;

@@ -1,6 +1,8 @@
 /**
  * Entry point of the engine thread: owns the ONNX sessions so their synchronous native calls never block
- * the main event loop (BullMQ lock renewal, HTTP health checks). One call runs at a time, in arrival order.
+ * the main event loop (BullMQ lock renewal, HTTP health checks). Calls are not queued here: each goes straight to the
+ * engine, whose scheduler batches concurrent generations (and best-of-N candidates) into shared decode steps and
+ * runs the rest (tap reads, conversation prefills) between them.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineCall, EngineReply, EngineStartup } from './engine-protocol';
@@ -17,9 +19,8 @@ async function main(): Promise<void> {
   }
   port.postMessage({ ready: engine.info() } satisfies EngineStartup);
 
-  let queue = Promise.resolve();
   port.on('message', (call: EngineCall) => {
-    queue = queue.then(async () => {
+    void (async () => {
       let reply: EngineReply;
       try {
         const target = engine as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
@@ -35,7 +36,7 @@ async function main(): Promise<void> {
       }
       port.postMessage(reply);
       if (call.method === 'close') port.close();
-    });
+    })();
   });
 }
 

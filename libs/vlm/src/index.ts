@@ -9,6 +9,26 @@ export { WorkerVlmEngine, EngineError } from './worker-engine';
 export { ClipModel, cosine } from './clip';
 export { SequenceClassifier } from './classifier';
 export { seededRandom, pickToken, argmax } from './sampler';
+export { GenerationRuntime } from './generation';
+export {
+  DecodeScheduler,
+  DEFAULT_SCHEDULER_OPTIONS,
+  resolveSchedulerOptions,
+  admissibleRows,
+  type SchedulerOptions,
+  type SchedulerStats,
+  type WaitingCost,
+} from './scheduler';
+export {
+  StoppingCriteria,
+  EosCriterion,
+  StopTokenCriterion,
+  StopStringCriterion,
+  MaxTokensCriterion,
+  type StoppingCriterion,
+  type RowProgress,
+} from './stopping-criteria';
+export { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
 export { EXECUTION_ENV, ExecutionProviderMismatchError, executionFromEnv, type SessionOptions } from './sessions';
 
 import { LocalVlmEngine, type EngineOptions } from './local-engine';

@@ -9,8 +9,8 @@ export class KvCache {
     readonly tensors: Tensor[],
     readonly batch: number,
     readonly length: number,
-    private readonly kvHeads: number,
-    private readonly headDim: number,
+    readonly kvHeads: number,
+    readonly headDim: number,
   ) {}
 
   static empty(layers: number, batch: number, kvHeads: number, headDim: number): KvCache {
@@ -21,6 +21,32 @@ export class KvCache {
   static fromPresent(tensors: Tensor[], kvHeads: number, headDim: number): KvCache {
     const [batch, , length] = tensors[0].dims as number[];
     return new KvCache(tensors, batch, length, kvHeads, headDim);
+  }
+
+  /**
+   * A new cache whose row i is `sources[i].cache`'s row `sources[i].row` from position `from` on, right-aligned to
+   * `length` (left-padded with zeros). This is how continuous batching joins rows of different lengths into one
+   * batch, drops finished rows, and trims leading columns every remaining row masks out; the padding is masked
+   * by the attention mask, so a row's attention sees exactly its own positions wherever it sits.
+   */
+  static gather(sources: readonly { cache: KvCache; row: number; from: number }[], length: number): KvCache {
+    const first = sources[0].cache;
+    const { kvHeads, headDim: d } = first;
+    const n = sources.length;
+    const tensors = first.tensors.map((_, t) => {
+      const out = new Float32Array(n * kvHeads * length * d);
+      sources.forEach(({ cache, row, from }, i) => {
+        const src = cache.tensors[t].data as Float32Array;
+        const take = cache.length - from;
+        if (take > length) throw new RangeError(`row of ${take} positions does not fit a cache of ${length}`);
+        for (let h = 0; h < kvHeads; h++) {
+          const at = ((row * kvHeads + h) * cache.length + from) * d;
+          out.set(src.subarray(at, at + take * d), ((i * kvHeads + h) * length + length - take) * d);
+        }
+      });
+      return new Tensor('float32', out, [n, kvHeads, length, d]);
+    });
+    return new KvCache(tensors, n, length, kvHeads, d);
   }
 
   /** `n` copies of one row: candidates of best-of-N share the prefix's cache instead of recomputing it. */

@@ -1,4 +1,5 @@
-import { Generator } from './generation';
+import { GenerationRuntime } from './generation';
+import type { SchedulerOptions, SchedulerStats } from './scheduler';
 import type { SessionOptions } from './sessions';
 import { VlmModel } from './vlm-model';
 import { VlmProcessor } from './vlm-processor';
@@ -20,6 +21,8 @@ export interface EngineOptions extends SessionOptions {
   packDir: string;
   /** Use the revisable decoder when the pack has one (default true). */
   revisable?: boolean;
+  /** Budgets of the continuous-batching scheduler; unset fields get DEFAULT_SCHEDULER_OPTIONS. */
+  scheduler?: SchedulerOptions;
 }
 
 /**
@@ -29,7 +32,7 @@ export interface EngineOptions extends SessionOptions {
 export class LocalVlmEngine implements VlmEngine {
   private constructor(
     private readonly model: VlmModel,
-    private readonly generator: Generator,
+    private readonly generator: GenerationRuntime,
     private readonly modelInfo: ModelInfo,
   ) {}
 
@@ -48,7 +51,7 @@ export class LocalVlmEngine implements VlmEngine {
       executionProvider: model.executionProvider,
       revisable: model.revisable,
     };
-    return new LocalVlmEngine(model, new Generator(model, processor), info);
+    return new LocalVlmEngine(model, new GenerationRuntime(model, processor, options.scheduler), info);
   }
 
   info(): ModelInfo {
@@ -80,11 +83,16 @@ export class LocalVlmEngine implements VlmEngine {
   }
 
   stats(handle: number): Promise<AlignmentStats> {
-    return this.generator.stats(handle);
+    return this.generator.conversationStats(handle);
   }
 
   release(handle: number): Promise<void> {
     return this.generator.release(handle);
+  }
+
+  /** Counters of the scheduler (forward calls, decode steps, rows stepped, largest batch). */
+  schedulerStats(): SchedulerStats {
+    return this.generator.stats;
   }
 
   close(): Promise<void> {

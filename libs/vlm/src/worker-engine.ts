@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { ERROR_CODES, ModerationError, type ErrorCode } from '@libs/contracts';
 import type { EngineCall, EngineMethod, EngineReply, EngineStartup } from './engine-protocol';
 import type { EngineOptions } from './local-engine';
+import type { SchedulerStats } from './scheduler';
 import type {
   AlignmentStats,
   Candidate,
@@ -146,6 +147,11 @@ export class WorkerVlmEngine implements VlmEngine {
 
   release(handle: number): Promise<void> {
     return this.call('release', [handle]);
+  }
+
+  /** Counters of the engine thread's scheduler. */
+  schedulerStats(): Promise<SchedulerStats> {
+    return this.call('schedulerStats', []);
   }
 
   /** Releases the sessions, then waits for the thread to end on its own, so no native call is cut off. */

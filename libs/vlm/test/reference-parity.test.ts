@@ -87,8 +87,8 @@ describe('decoder against the PyTorch reference', () => {
 
 /** Last-position logits of one prefill, read straight from the model (no sampling in between). */
 async function lastLogits(model: VlmModel, processor: VlmProcessor, p: string, img: Uint8Array | undefined, feed?: RevisionFeed) {
-  const { Generator } = await import('../src/generation');
-  const generator = new Generator(model, processor);
+  const { GenerationRuntime } = await import('../src/generation');
+  const generator = new GenerationRuntime(model, processor);
   const seen: Float32Array[] = [];
   // A one-token greedy run exposes the prefill logits through the sampler's input.
   const original = model.forward.bind(model);

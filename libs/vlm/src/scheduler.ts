@@ -1,0 +1,401 @@
+import { DecodeBatch, tapFrame } from './decode-batch';
+import { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
+import type { KvCache } from './kv-cache';
+import { pickToken } from './sampler';
+import { StopStringCriterion, type StoppingCriteria } from './stopping-criteria';
+import type { ForwardOutput, VlmModel } from './vlm-model';
+import type { FinishReason, RevisionFeed, SamplingOptions, TapFrame } from './types';
+
+/**
+ * The scheduler's budgets, named after TGI's router (`next_batch(min_size, max_size, prefill_token_budget,
+ * token_budget)`). Unset fields get the defaults below, filled in one place (`resolveSchedulerOptions`).
+ */
+export interface SchedulerOptions {
+  /**
+   * Rows in one forward call at most: new rows wait while this many decode.
+   * @defaultValue 32
+   */
+  maxBatchSize?: number;
+  /**
+   * Fewest rows a prefill takes, so a running batch is not stopped for one newcomer at a time and an idle engine
+   * waits a moment for company; a request that has waited `maxWaitMs` is admitted anyway.
+   * @defaultValue 1
+   */
+  minBatchSize?: number;
+  /**
+   * Prompt tokens prefilled in one forward call at most (TGI `max_batch_prefill_tokens`): bounds the stall a
+   * prefill causes the running rows. A single longer prompt still runs, alone.
+   * @defaultValue 4096
+   */
+  maxPrefillTokens?: number;
+  /**
+   * Tokens all rows of the batch may hold at once, each row counted at its prompt plus its maximum new tokens
+   * (TGI `max_batch_total_tokens`): what bounds the KV cache, so size it from the accelerator's free memory.
+   * @defaultValue 65536
+   */
+  maxBatchTokens?: number;
+  /**
+   * How long a waiting request may be held back by `minBatchSize`.
+   * @defaultValue 5
+   */
+  maxWaitMs?: number;
+}
+
+export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = Object.freeze({
+  maxBatchSize: 32,
+  minBatchSize: 1,
+  maxPrefillTokens: 4096,
+  maxBatchTokens: 65536,
+  maxWaitMs: 5,
+});
+
+export function resolveSchedulerOptions(options: SchedulerOptions = {}): Required<SchedulerOptions> {
+  const o = { ...DEFAULT_SCHEDULER_OPTIONS };
+  for (const [k, v] of Object.entries(options) as [keyof SchedulerOptions, number | undefined][]) if (v !== undefined) o[k] = v;
+  if (!(o.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be at least 1');
+  if (o.minBatchSize > o.maxBatchSize) throw new RangeError('minBatchSize must not exceed maxBatchSize');
+  return o;
+}
+
+/** What admission needs to know of a waiting row. */
+export interface WaitingCost {
+  /** Tokens its prefill runs (0 for a row resumed from a cache). */
+  prefillTokens: number;
+  /** Tokens it may hold in the cache: prompt (or resumed cache) + its maximum new tokens. */
+  reservedTokens: number;
+}
+
+/**
+ * How many rows from the front of the queue join now (FIFO, so no request starves). The first row of an idle
+ * engine is always admitted, however long: a budget that can never be met must not park it forever.
+ */
+export function admissibleRows(
+  waiting: readonly WaitingCost[],
+  running: { rows: number; reservedTokens: number },
+  options: Required<SchedulerOptions>,
+  oldestWaitMs: number,
+): number {
+  let n = 0;
+  let prefill = 0;
+  let total = running.reservedTokens;
+  for (const w of waiting) {
+    if (running.rows + n >= options.maxBatchSize) break;
+    const first = running.rows + n === 0;
+    if (!first && prefill + w.prefillTokens > options.maxPrefillTokens) break;
+    if (!first && total + w.reservedTokens > options.maxBatchTokens) break;
+    n++;
+    prefill += w.prefillTokens;
+    total += w.reservedTokens;
+  }
+  if (n < options.minBatchSize && oldestWaitMs < options.maxWaitMs) return 0;
+  return n;
+}
+
+/** How a row starts: a prompt to prefill, or a cache it continues (a best-of-N candidate). */
+export type RowStart =
+  { kind: 'prompt'; embed: () => Promise<Float32Array>; length: number } | { kind: 'resume'; cache: KvCache; nextPosition: number; logits: Float32Array };
+
+/** One request's row: everything that makes its tokens its own, whichever batch it lands in. */
+export interface RowSpec {
+  start: RowStart;
+  feed?: RevisionFeed;
+  sampling?: SamplingOptions;
+  /** The row's own random stream (seeded), so its samples do not depend on its neighbours. */
+  random: () => number;
+  criteria: StoppingCriteria;
+  /** Upper bound of its new tokens, for the token budget (the criteria's max tokens). */
+  maxNewTokens: number;
+  taps: boolean;
+  /** Keep the row's cache and next-token logits when it ends other than by eos: it feeds its last token once more. */
+  keepState: boolean;
+  /** Token events; the delta is the detokenizer's final text (see IncrementalDetokenizer). */
+  onToken?: (token: number, delta: string) => void;
+}
+
+export interface RowOutcome {
+  tokens: number[];
+  finishReason: FinishReason;
+  /** The streamed text, cut after the stop string; undefined when the row was not detokenized as it went. */
+  streamedText?: string;
+  taps?: TapFrame[];
+  state?: { cache: KvCache; nextPosition: number; logits: Float32Array };
+  prefillMs: number;
+  decodeMs: number;
+  /** Forward calls the row took part in after its start, and the largest batch among them. */
+  steps: number;
+  maxBatch: number;
+}
+
+interface Waiting extends WaitingCost {
+  spec: RowSpec;
+  since: number;
+  resolve(outcome: RowOutcome): void;
+  reject(err: Error): void;
+}
+
+/** A row in the running batch; `active[i]` is the batch's row i. */
+class ActiveRow {
+  readonly tokens: number[] = [];
+  readonly taps?: TapFrame[];
+  readonly detokenizer?: IncrementalDetokenizer;
+  /** It ended, and feeds its last token once more to complete its cache (keepState). */
+  closing?: FinishReason;
+  prefillMs = 0;
+  joinedAt = 0;
+  steps = 0;
+  maxBatch = 0;
+
+  constructor(
+    readonly waiting: Waiting,
+    decoder: TokenDecoder,
+  ) {
+    const spec = waiting.spec;
+    if (spec.taps) this.taps = [];
+    if (spec.onToken || spec.criteria.readsText) this.detokenizer = new IncrementalDetokenizer(decoder);
+  }
+
+  get spec(): RowSpec {
+    return this.waiting.spec;
+  }
+
+  get lastToken(): number {
+    return this.tokens[this.tokens.length - 1];
+  }
+
+  /** Takes one sampled token; returns why the row ends, if it does. */
+  accept(token: number): FinishReason | undefined {
+    this.tokens.push(token);
+    const detok = this.detokenizer;
+    const before = detok ? detok.text.length : 0;
+    let delta = detok ? detok.push(token) : '';
+    const reason = this.spec.criteria.check({ tokens: this.tokens, token, text: detok?.text ?? '', added: delta.length });
+    if (reason === 'stop_string') delta = StopStringCriterion.cut(detok!.text, this.spec.criteria.stopStrings).slice(before);
+    else if (reason && detok) delta += detok.flush();
+    this.spec.onToken?.(token, delta);
+    return reason;
+  }
+
+  outcome(finishReason: FinishReason, state?: RowOutcome['state']): RowOutcome {
+    const detok = this.detokenizer;
+    return {
+      tokens: this.tokens,
+      finishReason,
+      streamedText: detok ? (finishReason === 'stop_string' ? StopStringCriterion.cut(detok.text, this.spec.criteria.stopStrings) : detok.text) : undefined,
+      ...(this.taps ? { taps: this.taps } : {}),
+      ...(state ? { state } : {}),
+      prefillMs: this.prefillMs,
+      decodeMs: performance.now() - this.joinedAt,
+      steps: this.steps,
+      maxBatch: this.maxBatch,
+    };
+  }
+}
+
+/** Scheduler-wide counters, for benchmarks and tests. */
+export interface SchedulerStats {
+  forwardCalls: number;
+  decodeSteps: number;
+  /** Sum of rows over decode steps: rowsStepped / decodeSteps is the mean batch. */
+  rowsStepped: number;
+  maxBatch: number;
+}
+
+/**
+ * Iteration-level (continuous) batching, as vLLM and TGI schedule: rows of many requests share one running decode
+ * batch; at each step boundary waiting rows are admitted under the budgets (prefilled together, or resumed from a
+ * cache) and join, and rows that finished leave. Each row keeps its own revision, positions, sampling stream,
+ * stop criteria and taps, so its tokens are the ones it would get alone. Work that needs the model to itself
+ * (a tap read, a conversation's prefill) runs between steps through `exclusive`.
+ */
+export class DecodeScheduler {
+  readonly options: Required<SchedulerOptions>;
+  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0 };
+  private readonly waiting: Waiting[] = [];
+  private readonly tasks: (() => Promise<void>)[] = [];
+  private active: ActiveRow[] = [];
+  private batch?: DecodeBatch;
+  private looping = false;
+  private wake?: () => void;
+
+  constructor(
+    private readonly model: VlmModel,
+    private readonly decoder: TokenDecoder,
+    options: SchedulerOptions = {},
+  ) {
+    this.options = resolveSchedulerOptions(options);
+  }
+
+  /** Rows waiting and running now. */
+  get load(): { waiting: number; running: number } {
+    return { waiting: this.waiting.length, running: this.active.length };
+  }
+
+  submit(spec: RowSpec): Promise<RowOutcome> {
+    return new Promise<RowOutcome>((resolve, reject) => {
+      const prefillTokens = spec.start.kind === 'prompt' ? spec.start.length : 0;
+      const held = spec.start.kind === 'prompt' ? spec.start.length : spec.start.cache.length;
+      this.waiting.push({ spec, prefillTokens, reservedTokens: held + spec.maxNewTokens + 1, since: performance.now(), resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Runs `fn` between two steps, with the model to itself. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.tasks.push(() => fn().then(resolve, reject));
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.looping) {
+      this.wake?.();
+      return;
+    }
+    this.looping = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      while (this.tasks.length) await this.tasks.shift()!();
+      const now = performance.now();
+      const n = this.waiting.length ? admissibleRows(this.waiting, this.running(), this.options, now - this.waiting[0].since) : 0;
+      if (n > 0) await this.admit(this.waiting.splice(0, n));
+      if (this.active.length) {
+        await this.step();
+        continue;
+      }
+      if (this.waiting.length) {
+        await this.sleep(this.waiting[0].since + this.options.maxWaitMs - performance.now());
+        continue;
+      }
+      if (this.tasks.length) continue;
+      // No await between this check and the flag: a submit either saw `looping` and woke us, or starts a new loop.
+      this.looping = false;
+      return;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  private running(): { rows: number; reservedTokens: number } {
+    return { rows: this.active.length, reservedTokens: this.active.reduce((s, r) => s + r.waiting.reservedTokens, 0) };
+  }
+
+  private get vocab(): number {
+    return this.model.pack.text.vocabSize;
+  }
+
+  /** Prefills the prompt rows as one call, resumes the cached ones, takes each one's first token, and joins them. */
+  private async admit(entries: Waiting[]): Promise<void> {
+    const rows = entries.map((w) => new ActiveRow(w, this.decoder));
+    let group: DecodeBatch | undefined;
+    const firstLogits: { logits: Float32Array; offset: number }[] = [];
+    try {
+      const prompts = rows.filter((r) => r.spec.start.kind === 'prompt');
+      const resumed = rows.filter((r) => r.spec.start.kind === 'resume');
+      const ordered = [...prompts, ...resumed];
+      if (prompts.length) {
+        const embeds: Float32Array[] = [];
+        for (const r of prompts) embeds.push(await (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).embed());
+        const t0 = performance.now();
+        const { batch, out, seq } = await DecodeBatch.prefill(
+          this.model,
+          embeds,
+          prompts.map((r) => (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).length),
+          prompts.map((r) => r.spec.feed),
+        );
+        this.stats.forwardCalls++;
+        const ms = performance.now() - t0;
+        prompts.forEach((r, g) => {
+          r.prefillMs = ms;
+          if (r.taps) r.taps.push(tapFrame(this.model, out, g));
+          firstLogits.push({ logits: out.logits, offset: (g * seq + seq - 1) * this.vocab });
+        });
+        group = batch;
+      }
+      for (const r of resumed) {
+        const start = r.spec.start as Extract<RowStart, { kind: 'resume' }>;
+        const one = DecodeBatch.resume(this.model, start.cache, start.nextPosition, r.spec.feed, 1);
+        if (group) group.join(one);
+        else group = one;
+        firstLogits.push({ logits: start.logits, offset: 0 });
+      }
+      const now = performance.now();
+      const keep: number[] = [];
+      ordered.forEach((r, i) => {
+        r.joinedAt = now;
+        const { logits, offset } = firstLogits[i];
+        if (this.take(r, logits, offset)) keep.push(i);
+      });
+      group!.keep(keep);
+      const joining = keep.map((i) => ordered[i]);
+      if (!joining.length) return;
+      if (!this.batch) this.batch = group!;
+      else this.batch.join(group!);
+      this.active.push(...joining);
+    } catch (err) {
+      for (const r of rows) r.waiting.reject(err as Error);
+    }
+  }
+
+  /** Samples the row's next token from `logits`; false when the row left (finished for good). */
+  private take(row: ActiveRow, logits: Float32Array, offset: number): boolean {
+    const token = pickToken(logits, offset, this.vocab, row.spec.sampling, row.spec.random);
+    const reason = row.accept(token);
+    if (!reason) return true;
+    if (row.spec.keepState && reason !== 'eos') {
+      row.closing = reason;
+      return true;
+    }
+    row.waiting.resolve(row.outcome(reason));
+    return false;
+  }
+
+  private async step(): Promise<void> {
+    const batch = this.batch!;
+    const rows = this.active;
+    let out: ForwardOutput;
+    try {
+      out = await batch.step(rows.map((r) => r.lastToken));
+    } catch (err) {
+      // A failed forward call leaves the cache unknown: every row in it fails, and the batch starts over.
+      this.active = [];
+      this.batch = undefined;
+      for (const r of rows) r.waiting.reject(err as Error);
+      return;
+    }
+    this.stats.forwardCalls++;
+    this.stats.decodeSteps++;
+    this.stats.rowsStepped += rows.length;
+    this.stats.maxBatch = Math.max(this.stats.maxBatch, rows.length);
+    const keep: number[] = [];
+    rows.forEach((r, i) => {
+      r.steps++;
+      r.maxBatch = Math.max(r.maxBatch, rows.length);
+      if (r.closing) {
+        const { cache, nextPosition } = batch.takeRow(i);
+        r.waiting.resolve(r.outcome(r.closing, { cache, nextPosition, logits: out.logits.slice(i * this.vocab, (i + 1) * this.vocab) }));
+        return;
+      }
+      if (r.taps) r.taps.push(tapFrame(this.model, out, i));
+      if (this.take(r, out.logits, i * this.vocab)) keep.push(i);
+    });
+    batch.keep(keep);
+    this.active = keep.map((i) => rows[i]);
+    if (!this.active.length) this.batch = undefined;
+  }
+}
