@@ -9,10 +9,14 @@
  * Names only break ties between candidates and make messages readable.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { DecoderLayout, describeLayout } from './decoder-layout';
+import { ElementTypes } from './element-types';
 import { GraphIndex } from './graph-index';
-import { ModelProto, NodeProto, tensorDims, tensorElemType, toNumber } from './onnx-proto';
+import { DataType, ModelProto, NodeProto, tensorDims, tensorElemType, toNumber } from './onnx-proto';
+import { NormStep, normStep } from './post-norm';
+import { DecoderStructureError } from './structure-error';
 
-export class DecoderStructureError extends Error {}
+export { DecoderStructureError };
 
 /** Fused residual+norm ops whose output 3 is the residual sum input + skip (+ bias). */
 const SKIP_NORM_OPS = new Set(['SkipSimplifiedLayerNormalization', 'SkipLayerNormalization']);
@@ -28,8 +32,15 @@ const ATTENTION_OPS = new Set([
 ]);
 const FUSED_ATTENTION_OPS = new Set([...ATTENTION_OPS].filter((op) => op !== 'Softmax'));
 const PROJECTION_OPS = new Set(['MatMul', 'Gemm', 'MatMulNBits', 'FusedMatMul', 'MatMulInteger']);
-/** Between o_proj and the merge only value-preserving nodes or a bias Add may sit. */
+/**
+ * Between o_proj and the merge may sit value-preserving nodes, a bias Add, a constant scale Mul and normalisations
+ * (Gemma's post-attention norm): all act on the whole o_proj output, so a head revision still enters through o_proj.
+ */
 const PASS_THROUGH_OPS = new Set(['Identity', 'Cast']);
+/** Hops from a merge back to o_proj: a decomposed, up-cast post-norm with its scale is about eight. */
+const MAX_HOPS_TO_O_PROJ = 32;
+/** Elementwise ops that may sit between the embedding lookup and the first layer (Gemma's sqrt(hidden), fp32 I/O casts). */
+const STREAM_START_OPS = new Set(['Cast', 'Mul', 'Div', 'Identity']);
 
 export interface ResidualMerge {
   kind: 'add' | 'skip-norm';
@@ -50,6 +61,12 @@ export interface LayerPoints {
   oProj: NodeProto;
   /** o_proj's activation input: [batch, seq, heads*head_dim]. */
   oProjInput: string;
+  /** Element type at o_proj's input (the head revision's type) and of the stream after the layer (the layer revision's). */
+  headElemType: number;
+  layerElemType: number;
+  /** Sandwich norms (Gemma 2/3): the norm on o_proj's output before the attention merge, and on the MLP's output. */
+  postAttentionNorm?: NormStep;
+  postFeedforwardNorm?: NormStep;
   /** The op that makes the attention branch an attention branch (Softmax, GroupQueryAttention...). */
   attentionOp: NodeProto;
   attention: ResidualMerge;
@@ -59,6 +76,9 @@ export interface LayerPoints {
 
 export interface DecoderStructure {
   residualStyle: 'add' | 'skip-norm';
+  /** Tensor element types, for casts at the insertion points. */
+  types: ElementTypes;
+  layout: DecoderLayout;
   /** The tensor the residual stream starts from (inputs_embeds, or the token embedding Gather). */
   embeddings: string;
   /** Element type of the residual stream (FLOAT, FLOAT16...). */
@@ -74,6 +94,7 @@ export interface DecoderStructure {
 }
 
 export interface TextConfig {
+  model_type?: string;
   num_hidden_layers?: number;
   hidden_size?: number;
   num_attention_heads?: number;
@@ -98,15 +119,33 @@ function attrInt(node: NodeProto, name: string): number | undefined {
   return a && a.i !== undefined ? toNumber(a.i) : undefined;
 }
 
+/**
+ * Follows the embeddings through elementwise adapters that are their only value consumer: Gemma scales the lookup
+ * by sqrt(hidden), fp16 bodies behind fp32 I/O cast first. The first layer reads the adapter's output.
+ */
+function throughAdapters(index: GraphIndex, tensor: string): string {
+  for (let hops = 0; hops < 8; hops++) {
+    const uses = index.consumersOf(tensor).filter((u) => u.node.op_type !== 'Shape' && u.node.op_type !== 'Size');
+    if (uses.length !== 1) return tensor;
+    const n = uses[0].node;
+    if (!STREAM_START_OPS.has(n.op_type)) return tensor;
+    const other = n.input[1 - uses[0].index];
+    const scale = (n.op_type === 'Mul' || uses[0].index === 0) && other !== undefined && index.isConstant(other);
+    if (n.op_type !== 'Cast' && n.op_type !== 'Identity' && !scale) return tensor;
+    tensor = n.output[0];
+  }
+  return tensor;
+}
+
 function findEmbeddings(index: GraphIndex): { tensor: string; dimsOf: string; lookup?: NodeProto } {
-  if (index.graphInputs.has('inputs_embeds')) return { tensor: 'inputs_embeds', dimsOf: 'inputs_embeds' };
+  if (index.graphInputs.has('inputs_embeds')) return { tensor: throughAdapters(index, 'inputs_embeds'), dimsOf: 'inputs_embeds' };
   // Text-only decoders embed input_ids themselves: the stream starts at the lookup in the embedding table
   // (GatherBlockQuantized for int4 onnxruntime-genai exports).
   for (const use of index.consumersOf('input_ids')) {
     const n = use.node;
     const lookup = (n.op_type === 'Gather' && use.index === 1) || (n.op_type === 'GatherBlockQuantized' && use.index === 1);
     if (lookup && n.input.every((i, k) => k === use.index || !i || index.isConstant(i))) {
-      return { tensor: n.output[0], dimsOf: 'input_ids', lookup: n };
+      return { tensor: throughAdapters(index, n.output[0]), dimsOf: 'input_ids', lookup: n };
     }
   }
   throw new DecoderStructureError("no residual stream start: the graph has no 'inputs_embeds' input and no embedding Gather over 'input_ids'");
@@ -147,28 +186,26 @@ class StructureFinder {
     if (candidates.length <= 1) return candidates[0];
     const hinted = candidates.filter((c) => c.node.name?.includes(`layers.${layerHint}/`));
     if (hinted.length === 1) return hinted[0];
-    throw new DecoderStructureError(`layer ${layerHint}: ambiguous residual merge after '${residual}': ${candidates.map((c) => label(c.node)).join(', ')}`);
+    throw new DecoderStructureError(`ambiguous residual merge after '${residual}': ${candidates.map((c) => label(c.node)).join(', ')}`, layerHint);
   }
 
-  /** Walks back from the attention branch output through a bias Add / casts to the projection. */
-  findOProj(merge: ResidualMerge, layer: number): NodeProto {
-    let tensor = merge.branchInput;
-    for (let hops = 0; hops < 8; hops++) {
+  /**
+   * Walks back from a branch operand to the projection that produced it, through casts, a bias Add, a constant
+   * scale and normalisations (the sandwich post-norm). Stops at the projection or at the first node that is none
+   * of these; `norm` is the normalisation passed, if any.
+   */
+  walkBack(branchInput: string): { projection?: NodeProto; norm?: NormStep; stoppedAt?: NodeProto } {
+    let tensor = branchInput;
+    let norm: NormStep | undefined;
+    for (let hops = 0; hops < MAX_HOPS_TO_O_PROJ; hops++) {
       const node = this.index.producerOf(tensor);
-      if (!node) break;
-      if (PROJECTION_OPS.has(node.op_type)) {
-        if (this.index.isConstant(node.input[0]) || !this.index.isConstant(node.input[1])) {
-          throw new DecoderStructureError(
-            `layer ${layer}: ${label(node)} feeds the attention residual merge ${label(merge.node)} but is not activation x weight, so it is not o_proj`,
-          );
-        }
-        return node;
-      }
+      if (!node) return { norm };
+      if (PROJECTION_OPS.has(node.op_type)) return { projection: node, norm };
       if (PASS_THROUGH_OPS.has(node.op_type)) {
         tensor = node.input[0];
         continue;
       }
-      if (node.op_type === 'Add' && node.input.length === 2) {
+      if ((node.op_type === 'Add' || node.op_type === 'Mul') && node.input.length === 2) {
         const [a, b] = node.input;
         const aConst = this.index.isConstant(a);
         if (aConst !== this.index.isConstant(b)) {
@@ -176,12 +213,37 @@ class StructureFinder {
           continue;
         }
       }
+      const step = normStep(this.index, node);
+      if (!step) return { norm, stoppedAt: node };
+      norm ??= step;
+      tensor = step.input;
+    }
+    return { norm };
+  }
+
+  findOProj(merge: ResidualMerge, layer: number): { oProj: NodeProto; postNorm?: NormStep } {
+    const { projection, norm, stoppedAt } = this.walkBack(merge.branchInput);
+    if (stoppedAt) {
       throw new DecoderStructureError(
-        `layer ${layer}: the attention branch reaches residual merge ${label(merge.node)} from ${label(node)}, ` +
-          'not from an o_proj MatMul (optionally + bias); post-attention norms are not supported',
+        `the attention branch reaches residual merge ${label(merge.node)} from ${label(stoppedAt)}, which is neither o_proj ` +
+          '(a MatMul, optionally + bias or x scale) nor a normalisation of its output',
+        layer,
       );
     }
-    throw new DecoderStructureError(`layer ${layer}: no o_proj MatMul found before residual merge ${label(merge.node)}`);
+    if (!projection) throw new DecoderStructureError(`no o_proj MatMul found before residual merge ${label(merge.node)}`, layer);
+    if (this.index.isConstant(projection.input[0]) || !this.index.isConstant(projection.input[1])) {
+      throw new DecoderStructureError(
+        `${label(projection)} feeds the attention residual merge ${label(merge.node)} but is not activation x weight, so it is not o_proj`,
+        layer,
+      );
+    }
+    return { oProj: projection, postNorm: norm };
+  }
+
+  /** The MLP's post-norm (Gemma's post_feedforward_layernorm), for the report; the MLP itself may be any shape. */
+  mlpPostNorm(merge: ResidualMerge): NormStep | undefined {
+    const { projection, norm } = this.walkBack(merge.branchInput);
+    return projection ? norm : undefined;
   }
 
   oProjInFeatures(oProj: NodeProto): number | undefined {
@@ -224,6 +286,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
     throw new DecoderStructureError(`the graph already has input '${revisionInput.name}': it is a revisable decoder, not an original one`);
   }
   const start = findEmbeddings(index);
+  const types = new ElementTypes(index);
   const merges: ResidualMerge[] = [];
   let stream: string | undefined = start.tensor;
   while (stream) {
@@ -240,7 +303,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
     const nested = model.graph.node.some((n) => n.op_type === 'If' || n.op_type === 'Loop')
       ? '; the layers seem to sit inside an If/Loop subgraph (use_cache_branch merge), which is not supported'
       : '';
-    throw new DecoderStructureError(`layer 0: no residual merge (Add or Skip*LayerNormalization) consumes '${start.tensor}'${nested}`);
+    throw new DecoderStructureError(`no residual merge (Add or Skip*LayerNormalization) consumes '${start.tensor}'${nested}`, 0);
   }
 
   const layers: LayerPoints[] = [];
@@ -250,25 +313,34 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
     const mlp = merges[i + 1];
     const attentionOp = [...attention.branchNodes].find((n) => ATTENTION_OPS.has(n.op_type));
     if (!attentionOp) {
-      throw new DecoderStructureError(
-        `layer ${layer}: the branch into residual merge ${label(attention.node)} has no attention op (Softmax, GroupQueryAttention...)`,
-      );
+      throw new DecoderStructureError(`the branch into residual merge ${label(attention.node)} has no attention op (Softmax, GroupQueryAttention...)`, layer);
     }
     if (!mlp) {
-      throw new DecoderStructureError(
-        `layer ${layer}: attention merge ${label(attention.node)} is not followed by an MLP residual merge (the layer's end is missing)`,
-      );
+      throw new DecoderStructureError(`attention merge ${label(attention.node)} is not followed by an MLP residual merge (the layer's end is missing)`, layer);
     }
     const mlpAttention = [...mlp.branchNodes].find((n) => FUSED_ATTENTION_OPS.has(n.op_type) || n.output.some((o) => o.startsWith('present')));
     if (mlpAttention) {
       throw new DecoderStructureError(
-        `layer ${layer}: the branch into ${label(mlp.node)} (expected MLP) holds attention ${label(mlpAttention)}; ` +
-          'the layer has no separate attention/MLP residual merges',
+        `the branch into ${label(mlp.node)} (expected MLP) holds attention ${label(mlpAttention)}; the layer has no separate attention/MLP residual merges`,
+        layer,
       );
     }
-    if (mlp.kind === 'add' && !mlp.sumOutput) throw new DecoderStructureError(`layer ${layer}: ${label(mlp.node)} has no output`);
-    const oProj = finder.findOProj(attention, layer);
-    layers.push({ layer, oProj, oProjInput: oProj.input[0], attentionOp, attention, mlp });
+    if (mlp.kind === 'add' && !mlp.sumOutput) throw new DecoderStructureError(`${label(mlp.node)} has no output`, layer);
+    const { oProj, postNorm } = finder.findOProj(attention, layer);
+    // The layer revision lands on the stream after the layer: the Add's sum, or a fused merge's branch operand.
+    const layerTensor = mlp.kind === 'add' ? mlp.sumOutput! : mlp.branchInput;
+    layers.push({
+      layer,
+      oProj,
+      oProjInput: oProj.input[0],
+      headElemType: types.of(oProj.input[0]) ?? types.of(start.tensor) ?? DataType.FLOAT,
+      layerElemType: types.of(layerTensor) ?? types.of(start.tensor) ?? DataType.FLOAT,
+      postAttentionNorm: postNorm,
+      postFeedforwardNorm: finder.mlpPostNorm(mlp),
+      attentionOp,
+      attention,
+      mlp,
+    });
   }
 
   const config = opts.config;
@@ -281,7 +353,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   const lookup = start.lookup;
   // A quantized table's values are integers; its scales carry the activation type.
   const tableType = lookup && index.initializers.get(lookup.input[lookup.op_type === 'Gather' ? 0 : 2])?.data_type;
-  const elemType = lookup ? (tableType ?? 1) : (tensorElemType(startInfo) ?? 1);
+  const elemType = types.of(start.tensor) ?? (lookup ? (tableType ?? 1) : (tensorElemType(startInfo) ?? 1));
 
   const tableDims = lookup?.op_type === 'Gather' ? index.initializers.get(lookup.input[0])?.dims : undefined;
   const hiddenFromGraph = lookup
@@ -306,7 +378,7 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   for (const l of layers) {
     const k = finder.oProjInFeatures(l.oProj);
     if (k !== undefined && k !== heads * headDim) {
-      throw new DecoderStructureError(`layer ${l.layer}: o_proj ${label(l.oProj)} takes ${k} features, expected heads*head_dim = ${heads}*${headDim}`);
+      throw new DecoderStructureError(`o_proj ${label(l.oProj)} takes ${k} features, expected heads*head_dim = ${heads}*${headDim}`, l.layer);
     }
   }
 
@@ -330,6 +402,17 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
   const dimName = (i: number, fallback: string) => startDims[i]?.dim_param || fallback;
   return {
     residualStyle: merges[0].kind,
+    types,
+    layout: describeLayout(
+      index,
+      merges[0].kind,
+      layers.map((l) => ({
+        ...l,
+        attentionBranch: l.attention.branchNodes,
+        postAttentionNorm: !!l.postAttentionNorm,
+        postFeedforwardNorm: !!l.postFeedforwardNorm,
+      })),
+    ),
     embeddings: start.tensor,
     elemType,
     batchDim: dimName(0, 'batch'),

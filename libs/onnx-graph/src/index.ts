@@ -25,6 +25,9 @@ export {
   type ResidualMerge,
   type TextConfig,
 } from './decoder-structure';
+export { type DecoderLayout, describeLayout } from './decoder-layout';
+export { ElementTypes } from './element-types';
+export { type NormStep, isStatisticOf, normStep } from './post-norm';
 export { AlreadyRevisableError, REVISION_INPUTS, TAP_OUTPUTS, addRevisionPoints, isRevisable, type LayerPointReport } from './revision-surgery';
 export {
   DECODER_FILE,

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DecoderLayout } from './decoder-layout';
 import { findDecoderStructure, readTextConfig } from './decoder-structure';
 import { readModel, sha256Bytes, sha256File, writeModel } from './onnx-proto';
 import { AlreadyRevisableError, LayerPointReport, addRevisionPoints, isRevisable } from './revision-surgery';
@@ -23,6 +24,8 @@ export interface RevisableDecoderInfo {
   revisable: string;
   revisable_sha256: string;
   residual_style: 'add' | 'skip-norm';
+  /** What kind of decoder it is (absent in manifests written before layouts were reported). */
+  layout?: DecoderLayout;
   layers: number;
   hidden: number;
   heads: number;
@@ -126,6 +129,7 @@ export async function prepareRevisableDecoder(packDir: string, opts: PrepareOpti
     revisable: REVISABLE_FILE,
     revisable_sha256: '',
     residual_style: structure.residualStyle,
+    layout: structure.layout,
     layers,
     hidden: structure.hidden,
     heads: structure.heads,

@@ -31,6 +31,9 @@ export interface LayerPointReport {
   residual_kind: 'add' | 'skip-norm';
   /** The tensor tap_layer reads (the revised stream after the layer). */
   residual_tensor: string;
+  /** Sandwich norms (Gemma 2/3): the norm on o_proj's output, and on the MLP's output; null when the layer has none. */
+  post_attention_norm: string | null;
+  post_feedforward_norm: string | null;
 }
 
 export function isRevisable(model: ModelProto): boolean {
@@ -39,6 +42,8 @@ export function isRevisable(model: ModelProto): boolean {
 }
 
 const P = '/revision';
+
+const nodeName = (n: NodeProto) => n.name || n.output[0];
 
 export function addRevisionPoints(model: ModelProto, structure: DecoderStructure): LayerPointReport[] {
   if (isRevisable(model)) throw new AlreadyRevisableError('the graph already has revision_* inputs: it is a revisable decoder');
@@ -68,36 +73,49 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
     return candidate;
   };
 
-  // Revision inputs are float32 in the contract; a half-precision decoder computes in its own type.
-  const inDtype = (input: string): string => {
-    if (structure.elemType === DataType.FLOAT) return input;
-    const cast = makeNode('Cast', [input], [`${P}/${input}/cast`], `${P}/${input}/Cast`, { to: structure.elemType });
-    prefix.push(cast);
-    return cast.output[0];
-  };
-  const revisionLayer = inDtype('revision_layer');
-  const revisionHead = inDtype('revision_head');
+  // Revision inputs and taps are float32 in the contract. Each insertion point computes in its own element type
+  // (a float16 decoder, or the fp16 parts of a mixed one), so the inputs are cast once per type that occurs.
+  const perType = new Map<string, string>();
+  const once = (key: string, make: () => string) => perType.get(key) ?? perType.set(key, make()).get(key)!;
+  const inType = (input: string, type: number): string =>
+    type === DataType.FLOAT
+      ? input
+      : once(`${input}@${type}`, () => {
+          const cast = makeNode('Cast', [input], [`${P}/${input}/cast_${type}`], `${P}/${input}/Cast_${type}`, { to: type });
+          prefix.push(cast);
+          return cast.output[0];
+        });
   // Every layer's masked vectors in one product, [batch, seq, layers, width], so each revision point costs
   // one Gather and one Add: on small decoders the per-node overhead is what the revision costs.
-  const maskUnsqueeze = unsqueeze(inDtype('revision_mask'), [2, 3], `${P}/mask/Unsqueeze`);
-  prefix.push(maskUnsqueeze);
-  const mask = maskUnsqueeze.output[0]; // [batch, seq, 1, 1]
-  const masked = (source: string, name: string): string => {
-    const unsq = unsqueeze(source, [1], `${name}/Unsqueeze`); // [batch, 1, layers, width]
-    const mul = makeNode('Mul', [mask, unsq.output[0]], [`${name}/Mul/output_0`], `${name}/Mul`);
-    prefix.push(unsq, mul);
-    return mul.output[0];
-  };
-  const maskedLayer = masked(revisionLayer, `${P}/layer`);
-  const maskedHead = masked(revisionHead, `${P}/head`);
+  const mask = (type: number): string =>
+    once(`mask@${type}`, () => {
+      const u = unsqueeze(inType('revision_mask', type), [2, 3], `${P}/mask/Unsqueeze${type === DataType.FLOAT ? '' : `_${type}`}`);
+      prefix.push(u);
+      return u.output[0]; // [batch, seq, 1, 1]
+    });
+  const masked = (input: 'revision_layer' | 'revision_head', type: number): string =>
+    once(`${input}/masked@${type}`, () => {
+      const name = `${P}/${input === 'revision_layer' ? 'layer' : 'head'}${type === DataType.FLOAT ? '' : `_${type}`}`;
+      const unsq = unsqueeze(inType(input, type), [1], `${name}/Unsqueeze`); // [batch, 1, layers, width]
+      const mul = makeNode('Mul', [mask(type), unsq.output[0]], [`${name}/Mul/output_0`], `${name}/Mul`);
+      prefix.push(unsq, mul);
+      return mul.output[0];
+    });
+  // Built up front, layer before head, so a float32 decoder gets the same node order (and bytes) as always.
+  for (const t of new Set(structure.layers.map((l) => l.layerElemType))) masked('revision_layer', t);
+  for (const t of new Set(structure.layers.map((l) => l.headElemType))) masked('revision_head', t);
   // A one-element index keeps the gathered axis: tensor[:, [-1], :] is already [batch, 1, width].
   const last = initializer(`${P}/last_position`, [-1]);
 
   /** (mask * source)[:, :, layer, :] → [batch, seq, width] */
   const delta = (source: string, layerIndex: string, name: string): NodeProto =>
     makeNode('Gather', [source, layerIndex], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 2 });
-  /** tensor[:, [-1], :] → [batch, 1, width] */
-  const tap = (tensor: string, name: string): NodeProto => makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
+  /** tensor[:, [-1], :] → [batch, 1, width], cast to float32 (the taps' contract type) where the point is not. */
+  const tap = (tensor: string, name: string, type: number): NodeProto[] => {
+    const gather = makeNode('Gather', [tensor, last], [`${name}/Gather/output_0`], `${name}/Gather`, { axis: 1 });
+    if (type === DataType.FLOAT) return [gather];
+    return [gather, makeNode('Cast', [gather.output[0]], [`${name}/Cast/output_0`], `${name}/Cast`, { to: DataType.FLOAT })];
+  };
   /** Renames the producer's output so `tensor` becomes the revised value under its original name. */
   const reviseInPlace = (tensor: string, addend: string, name: string): { anchor: NodeProto; add: NodeProto } => {
     const use = index.producer.get(tensor);
@@ -114,21 +132,21 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
     const base = `${P}/layers.${l.layer}`;
     const layerIndex = initializer(`${base}/index`, [l.layer], true);
 
-    const headDelta = delta(maskedHead, layerIndex, `${base}/head`);
+    const headDelta = delta(masked('revision_head', l.headElemType), layerIndex, `${base}/head`);
     const head = reviseInPlace(l.oProjInput, headDelta.output[0], `${base}/head`);
-    const headTap = tap(l.oProjInput, `${base}/tap_head`);
-    schedule(head.anchor, headDelta, head.add, headTap);
-    headTaps.push(headTap.output[0]);
+    const headTap = tap(l.oProjInput, `${base}/tap_head`, l.headElemType);
+    schedule(head.anchor, headDelta, head.add, ...headTap);
+    headTaps.push(headTap.at(-1)!.output[0]);
 
-    const layerDelta = delta(maskedLayer, layerIndex, `${base}/layer`);
+    const layerDelta = delta(masked('revision_layer', l.layerElemType), layerIndex, `${base}/layer`);
     const merge = l.mlp;
     let residualTensor: string;
     if (merge.kind === 'add') {
       residualTensor = merge.sumOutput!;
       const rev = reviseInPlace(residualTensor, layerDelta.output[0], `${base}/layer`);
-      const layerTap = tap(residualTensor, `${base}/tap_layer`);
-      schedule(rev.anchor, layerDelta, rev.add, layerTap);
-      layerTaps.push(layerTap.output[0]);
+      const layerTap = tap(residualTensor, `${base}/tap_layer`, l.layerElemType);
+      schedule(rev.anchor, layerDelta, rev.add, ...layerTap);
+      layerTaps.push(layerTap.at(-1)!.output[0]);
     } else {
       // Fused residual: revise the branch operand only for this node, so input + skip carries the vector.
       const branch = merge.node.input[merge.branchIndex];
@@ -143,9 +161,9 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
         merge.node.output[3] = fresh(`${base}/residual_sum`);
       }
       residualTensor = merge.node.output[3];
-      const layerTap = tap(residualTensor, `${base}/tap_layer`);
-      schedule(merge.node, layerTap);
-      layerTaps.push(layerTap.output[0]);
+      const layerTap = tap(residualTensor, `${base}/tap_layer`, l.layerElemType);
+      schedule(merge.node, ...layerTap);
+      layerTaps.push(layerTap.at(-1)!.output[0]);
     }
     reports.push({
       layer: l.layer,
@@ -155,15 +173,12 @@ export function addRevisionPoints(model: ModelProto, structure: DecoderStructure
       residual: merge.node.name ?? merge.node.output[0],
       residual_kind: merge.kind,
       residual_tensor: residualTensor,
+      post_attention_norm: l.postAttentionNorm ? nodeName(l.postAttentionNorm.node) : null,
+      post_feedforward_norm: l.postFeedforwardNorm ? nodeName(l.postFeedforwardNorm.node) : null,
     });
   }
 
-  const concatTaps = (parts: string[], output: string) => {
-    const needsCast = structure.elemType !== DataType.FLOAT;
-    const concat = makeNode('Concat', parts, [needsCast ? `${P}/${output}/concat` : output], `${P}/${output}/Concat`, { axis: 1 });
-    suffix.push(concat);
-    if (needsCast) suffix.push(makeNode('Cast', [concat.output[0]], [output], `${P}/${output}/Cast`, { to: DataType.FLOAT }));
-  };
+  const concatTaps = (parts: string[], output: string) => suffix.push(makeNode('Concat', parts, [output], `${P}/${output}/Concat`, { axis: 1 }));
   concatTaps(layerTaps, 'tap_layer');
   concatTaps(headTaps, 'tap_head');
 

@@ -104,17 +104,27 @@ describe('findDecoderStructure: onnxruntime-genai style', () => {
 });
 
 describe('findDecoderStructure refuses broken decoders', () => {
-  it('names the layer whose attention output does not come from o_proj', () => {
+  it('names the layer whose attention output does not come from o_proj (a non-linear node between them)', () => {
     const model = buildOptimumDecoder();
     const g = model.graph;
     const add = g.node.find((n) => n.name === '/model/layers.1/Add')!;
-    const i = g.node.indexOf(add);
-    g.initializer.push({ ...g.initializer.find((t) => t.name === 'model.layers.1.input_layernorm.weight')!, name: 'post_attn_gamma' });
-    g.node.splice(i, 0, makeNode('Mul', [add.input[1], 'post_attn_gamma'], ['scaled_o'], '/model/layers.1/post_attn_norm/Mul'));
-    add.input[1] = 'scaled_o';
+    g.node.splice(g.node.indexOf(add), 0, makeNode('Tanh', [add.input[1]], ['squashed_o'], '/model/layers.1/softcap/Tanh'));
+    add.input[1] = 'squashed_o';
     expect(() => findDecoderStructure(model, { config })).toThrow(
-      /^layer 1: the attention branch reaches residual merge '\/model\/layers.1\/Add' .*Mul.*not from an o_proj/,
+      /^layer 1: the attention branch reaches residual merge '\/model\/layers.1\/Add' \(Add\) from '\/model\/layers.1\/softcap\/Tanh' \(Tanh\), which is neither o_proj/,
     );
+  });
+
+  it('walks through a constant scale between o_proj and the merge (linear: the head slice still enters o_proj)', () => {
+    const model = buildOptimumDecoder();
+    const g = model.graph;
+    const add = g.node.find((n) => n.name === '/model/layers.1/Add')!;
+    g.initializer.push({ ...g.initializer.find((t) => t.name === 'model.layers.1.input_layernorm.weight')!, name: 'residual_scale' });
+    g.node.splice(g.node.indexOf(add), 0, makeNode('Mul', [add.input[1], 'residual_scale'], ['scaled_o'], '/model/layers.1/scale/Mul'));
+    add.input[1] = 'scaled_o';
+    const s = findDecoderStructure(model, { config });
+    expect(s.layers[1].oProj.name).toBe('/model/layers.1/self_attn/o_proj/MatMul');
+    expect(s.layers[1].postAttentionNorm).toBeUndefined();
   });
 
   it('names the layer whose MLP residual merge is missing', () => {
