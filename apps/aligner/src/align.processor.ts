@@ -2,10 +2,20 @@ import { Processor } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import { ModerationError, type StageJob, type Verdict } from '@libs/contracts';
-import { stageWorkerOptions } from '@libs/queue';
+import { ALIGNER_DEFAULTS } from '@libs/safety';
+import { readSetting } from '@libs/settings';
 import { BLOB_STORE, VERDICT_STORE, type BlobStore, type VerdictStore } from '@libs/storage';
 import type { VlmEngine } from '@libs/vlm';
-import { classifyEngineError, finishVerdict, loadImage, REVISION_PROFILES, StageWorkerHost, VLM_ENGINE, type RevisionProfiles } from '@libs/worker';
+import {
+  classifyEngineError,
+  finishVerdict,
+  gpuStageWorkerOptions,
+  loadImage,
+  REVISION_PROFILES,
+  StageWorkerHost,
+  VLM_ENGINE,
+  type RevisionProfiles,
+} from '@libs/worker';
 import { ANSWER_ALIGNER, type AnswerAligner } from './answer-aligner';
 import { ALIGNER_CONFIG, type AlignerConfig } from './config';
 import { createHash } from 'node:crypto';
@@ -16,7 +26,8 @@ function seedOf(id: string): number {
 }
 
 /** Runs only for flagged jobs: re-answers with ETA's alignment; a still-unsafe answer is blocked. */
-@Processor('align', stageWorkerOptions('align'))
+// Several flagged jobs at once: each round's n candidate rows of every held job share the engine's decode batches.
+@Processor('align', gpuStageWorkerOptions('align', process.env, readSetting<number>(process.env, 'ALIGNER_N') ?? ALIGNER_DEFAULTS.n))
 export class AlignProcessor extends StageWorkerHost {
   protected readonly stage = 'align' as const;
   protected readonly failureCode = 'alignment_failed' as const;

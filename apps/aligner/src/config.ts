@@ -5,7 +5,8 @@ import {
   type EvaluatorConfig,
 } from '@libs/safety';
 import { readSetting } from '@libs/settings';
-import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
+import { DEFAULT_VLM_PACK_DIR, executionFromEnv, schedulerFromEnv, VLM_ENV } from '@libs/worker';
+import type { SchedulerOptions } from '@libs/vlm';
 
 /**
  * Env of the aligner role: the VLM's (VLM_PACK_DIR, EXECUTION_PROVIDERS), the evaluator's (CLIP_PACK_DIR,
@@ -22,6 +23,8 @@ export interface AlignerConfig {
   /** The provider the sessions must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
+  /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
+  scheduler: SchedulerOptions;
   evaluator: EvaluatorConfig;
   bestOfN: BestOfNConfig;
   /** What a blocked verdict returns as its final answer: the aligned answer was still judged unsafe. */
@@ -37,6 +40,7 @@ export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Alig
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
     intraOpNumThreads: execution.intraOpNumThreads,
+    scheduler: schedulerFromEnv(env),
     evaluator: evaluatorConfigFromEnv(env),
     bestOfN: safetyAlignerConfigFromEnv(env),
     blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? DEFAULT_BLOCKED_ANSWER,

@@ -1,5 +1,6 @@
 import { readSetting } from '@libs/settings';
-import { DEFAULT_VLM_PACK_DIR, executionFromEnv, VLM_ENV } from '@libs/worker';
+import { DEFAULT_VLM_PACK_DIR, executionFromEnv, schedulerFromEnv, VLM_ENV } from '@libs/worker';
+import type { SchedulerOptions } from '@libs/vlm';
 
 /** Env variables of the generator role: the VLM engine's (@libs/worker) and the answer length. */
 export const GENERATOR_ENV = {
@@ -15,6 +16,8 @@ export interface GeneratorConfig {
   /** Undefined: the pack's generation_config decides. */
   maxNewTokens?: number;
   intraOpNumThreads?: number;
+  /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
+  scheduler: SchedulerOptions;
 }
 
 export const GENERATOR_CONFIG = Symbol('GENERATOR_CONFIG');
@@ -27,5 +30,6 @@ export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ge
     requireExecutionProvider: execution.requireExecutionProvider,
     maxNewTokens: readSetting<number>(env, GENERATOR_ENV.maxNewTokens),
     intraOpNumThreads: execution.intraOpNumThreads,
+    scheduler: schedulerFromEnv(env),
   };
 }

@@ -2,12 +2,14 @@ import { Processor } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
-import { StageDispatcher, stageWorkerOptions } from '@libs/queue';
+import { StageDispatcher } from '@libs/queue';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
-import { StageWorkerHost } from '@libs/worker';
+import { gpuStageWorkerOptions, StageWorkerHost } from '@libs/worker';
 import { GenerationService } from './generation.service';
 
-@Processor('generate', stageWorkerOptions('generate'))
+// As many jobs as the engine batches: each job's request joins the running decode batch, and its answer is written
+// as soon as its own row finishes, not when the whole batch does.
+@Processor('generate', gpuStageWorkerOptions('generate'))
 export class GenerateProcessor extends StageWorkerHost {
   protected readonly stage = 'generate' as const;
   protected readonly failureCode = 'generation_failed' as const;

@@ -103,7 +103,13 @@ export const SETTINGS: readonly Setting[] = [
   }),
   s({ name: 'WORKER_STALLED_INTERVAL_MS', schema: int(1), default: '5000', description: 'stall checker period', roles: WORKERS }),
   s({ name: 'WORKER_MAX_STALLED_COUNT', schema: int(0), default: '2', description: 'stalls before a job fails', roles: WORKERS }),
-  s({ name: 'WORKER_CONCURRENCY', schema: int(1), defaultNote: '1 GPU stages, 2 evaluate', description: 'jobs per process', roles: WORKERS }),
+  s({
+    name: 'WORKER_CONCURRENCY',
+    schema: int(1),
+    defaultNote: 'generate: VLM_MAX_BATCH_SIZE, align: VLM_MAX_BATCH_SIZE / ALIGNER_N, evaluate: 2',
+    description: 'jobs per process (a GPU stage holds as many jobs as its engine batches rows)',
+    roles: WORKERS,
+  }),
   s({
     name: 'GENERATE_WORKER_CONCURRENCY',
     schema: int(1),
@@ -225,6 +231,42 @@ export const SETTINGS: readonly Setting[] = [
     roles: WORKERS,
   }),
   s({ name: 'ORT_INTRA_OP_THREADS', schema: int(1), defaultNote: "onnxruntime's", description: 'threads per session', roles: ['generator', 'aligner'] }),
+  // The engine's continuous-batching scheduler (libs/vlm SchedulerOptions; unset: DEFAULT_SCHEDULER_OPTIONS there).
+  s({
+    name: 'VLM_MAX_BATCH_SIZE',
+    schema: int(1),
+    defaultNote: '32 (libs/vlm DEFAULT_SCHEDULER_OPTIONS)',
+    description: "rows in one decode step at most; also the GPU stages' default job concurrency",
+    roles: ['generator', 'aligner'],
+  }),
+  s({
+    name: 'VLM_MIN_BATCH_SIZE',
+    schema: int(1),
+    defaultNote: '1',
+    description: 'fewest rows a prefill takes, unless the oldest has waited VLM_MAX_WAIT_MS',
+    roles: ['generator', 'aligner'],
+  }),
+  s({
+    name: 'VLM_MAX_PREFILL_TOKENS',
+    schema: int(1),
+    defaultNote: '4096',
+    description: 'prompt tokens prefilled in one forward call (bounds the stall of running rows)',
+    roles: ['generator', 'aligner'],
+  }),
+  s({
+    name: 'VLM_MAX_BATCH_TOKENS',
+    schema: int(1),
+    defaultNote: '65536',
+    description: 'prompt + max new tokens of all rows in the batch (bounds the KV cache; size from GPU memory)',
+    roles: ['generator', 'aligner'],
+  }),
+  s({
+    name: 'VLM_MAX_WAIT_MS',
+    schema: number().min(0),
+    defaultNote: '5',
+    description: 'longest a request is held back for VLM_MIN_BATCH_SIZE',
+    roles: ['generator', 'aligner'],
+  }),
   s({ name: 'GENERATOR_MAX_NEW_TOKENS', schema: int(1), defaultNote: "the pack's generation_config", description: 'answer length', roles: ['generator'] }),
   // Aligner (best-of-N).
   s({ name: 'ALIGNER_N', schema: int(1), default: '5', description: 'candidates per sentence', roles: ['aligner'] }),

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { openVlmEngine, type VlmEngine } from '@libs/vlm';
+import { openVlmEngine, type SchedulerOptions, type VlmEngine } from '@libs/vlm';
 
 export const VLM_ENGINE = Symbol('VLM_ENGINE');
 
@@ -9,6 +9,8 @@ export interface VlmEngineSettings {
   /** Opening fails when the sessions land on another provider (REQUIRE_EXECUTION_PROVIDER): the worker never starts. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
+  /** Budgets of the engine's continuous-batching scheduler (VLM_MAX_BATCH_SIZE, ...); unset: libs/vlm's defaults. */
+  scheduler?: SchedulerOptions;
 }
 
 /**
@@ -28,6 +30,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
         executionProviders: settings.executionProviders,
         requireExecutionProvider: settings.requireExecutionProvider,
         intraOpNumThreads: settings.intraOpNumThreads,
+        scheduler: settings.scheduler,
       });
       const info = engine.info();
       logger.log(
