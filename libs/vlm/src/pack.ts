@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { textConfigWithDefaults, vlmConfigWithDefaults } from './text-config-defaults';
 
 /**
  * A model pack on disk, in the layout of the onnx-community exports of Idefics3/SmolVLM.
@@ -65,9 +66,13 @@ function ids(value: unknown): number[] {
   return (Array.isArray(value) ? value : [value]).map(Number);
 }
 
-/** Reads text-model dimensions from a config (its `text_config` for VLMs), the same way transformers.js normalizes them. */
+/**
+ * Reads text-model dimensions from a config (its `text_config` for VLMs), the same way transformers.js normalizes
+ * them, with the config class's defaults for fields the export left out (Gemma 3). head_dim is read, not derived,
+ * wherever the config has it: Gemma's heads * head_dim is not hidden_size.
+ */
 export function textModelConfig(config: Record<string, any>): TextModelConfig {
-  const c = config.text_config ?? config;
+  const c = textConfigWithDefaults(config);
   const hidden = c.hidden_size;
   const heads = c.num_attention_heads;
   const kvHeads = c.num_key_value_heads ?? heads;
@@ -91,7 +96,7 @@ function withChatTemplate(dir: string, tokenizerConfig: Record<string, any>): Re
 }
 
 export function loadVlmPack(dir: string): VlmPack {
-  const config = readJson(join(dir, 'config.json'));
+  const config = vlmConfigWithDefaults(readJson(join(dir, 'config.json')));
   const generationConfig = optionalJson(join(dir, 'generation_config.json'));
   const preprocessorConfig = optionalJson(join(dir, 'preprocessor_config.json'));
   const processorConfig = optionalJson(join(dir, 'processor_config.json'));
@@ -119,7 +124,8 @@ export function loadVlmPack(dir: string): VlmPack {
     name: config._name_or_path || config.name || dir.split('/').filter(Boolean).pop()!,
     text,
     imageTokenId: config.image_token_id ?? config.image_token_index,
-    imageSeqLen: processorConfig.image_seq_len ?? preprocessorConfig.image_seq_len ?? config.image_seq_len ?? 0,
+    // Gemma 3 calls it mm_tokens_per_image.
+    imageSeqLen: processorConfig.image_seq_len ?? preprocessorConfig.image_seq_len ?? config.image_seq_len ?? config.mm_tokens_per_image ?? 0,
     eosTokenIds: eos,
     padTokenId: Number(pad),
     maxNewTokens: generationConfig.max_new_tokens ?? 64,

@@ -1,0 +1,142 @@
+/**
+ * libs/vlm on packs whose decoders come from the layouts people ship (models/tiny-<layout>-*, built by
+ * tools/modelzoo/layouts from an independent PyTorch implementation): Gemma 3 sandwich norms with head_dim !=
+ * hidden/heads, q/k norms and sliding-window layers under a Gemma 3 `text_config`; Phi-3 fused qkv_proj; Qwen2
+ * qkv biases. Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
+ * greedy tokens exact and taps within 1e-4 of the reference, with no revision and with layer- and head-level
+ * revision (the reference applies them with forward hooks); prefill logits within 1e-4 through the revisable graph.
+ */
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prepareRevisableDecoder } from '@libs/onnx-graph';
+import { LocalVlmEngine, VlmProcessor, loadVlmPack } from '@libs/vlm';
+import type { RevisionFeed } from '@libs/vlm';
+import { maxAbsDiff } from './golden';
+
+type CaseName = 'none' | 'layer_last' | 'layer_all' | 'head_last' | 'head_all';
+
+interface LayoutGolden {
+  layout: string;
+  dims: { layers: number; hidden: number; heads: number; kv_heads: number; head_dim: number; vocab: number };
+  messages: { role: string; content: { type: string; text?: string }[] }[];
+  prompt_text: string;
+  input_ids: number[];
+  revision: { layer: { data: number[] }; head: { data: number[] } };
+  max_new_tokens: number;
+  cases: Record<
+    CaseName,
+    {
+      level: 'layer' | 'head' | null;
+      positions: 'last' | 'all' | null;
+      prefill_last_logits: number[];
+      tap_layer: number[][];
+      tap_head: number[][];
+      tokens: number[];
+      text: string;
+    }
+  >;
+}
+
+const PACKS = [
+  { name: 'tiny-sandwich-gemma3', attentionOutput: 'o_proj+post-norm', qkv: 'separate', qkvBias: false },
+  { name: 'tiny-fused-qkv-phi3', attentionOutput: 'o_proj', qkv: 'fused', qkvBias: false },
+  { name: 'tiny-qkv-bias-qwen2', attentionOutput: 'o_proj', qkv: 'separate', qkvBias: true },
+];
+const CASES: CaseName[] = ['none', 'layer_last', 'layer_all', 'head_last', 'head_all'];
+
+const root = mkdtempSync(join(tmpdir(), 'vlm-layout-packs-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe.each(PACKS)('$name', ({ name, attentionOutput, qkv, qkvBias }) => {
+  const shipped = resolve(__dirname, '../../../models', name);
+  const golden: LayoutGolden = JSON.parse(readFileSync(join(shipped, 'reference', 'golden.json'), 'utf8'));
+  const dir = join(root, name);
+  const prompt = golden.messages[0].content.find((c) => c.type === 'text')!.text!;
+  const feedFor = (c: CaseName): RevisionFeed | undefined => {
+    const { level, positions } = golden.cases[c];
+    if (!level) return undefined;
+    const data = Float32Array.from(golden.revision[level].data);
+    return level === 'layer' ? { layer: data, positions: positions! } : { head: data, positions: positions! };
+  };
+  let engine: LocalVlmEngine;
+
+  beforeAll(async () => {
+    cpSync(shipped, dir, { recursive: true });
+    const report = await prepareRevisableDecoder(dir);
+    expect(report.status).toBe('written');
+    expect(report.info.layout).toMatchObject({ residual: 'add', attention_output: attentionOutput, qkv, qkv_bias: qkvBias, activation_type: 'float32' });
+    engine = await LocalVlmEngine.open({ packDir: dir });
+  });
+  afterAll(() => engine?.close());
+
+  it('reads the dimensions from the config (head_dim as declared, not hidden / heads)', () => {
+    const { text } = loadVlmPack(dir);
+    const d = golden.dims;
+    expect(text).toEqual({ layers: d.layers, hidden: d.hidden, heads: d.heads, kvHeads: d.kv_heads, headDim: d.head_dim, vocabSize: d.vocab });
+    if (golden.layout === 'gemma3') expect(text.heads * text.headDim).not.toBe(text.hidden);
+  });
+
+  it('encodes the prompt as the reference does', async () => {
+    const processor = new VlmProcessor(loadVlmPack(dir));
+    expect(processor.templatedPrompt({ prompt })).toBe(golden.prompt_text);
+    expect((await processor.encode({ prompt })).inputIds).toEqual(golden.input_ids);
+  });
+
+  it.each(CASES)('%s: greedy tokens exact, prefill taps within 1e-4', async (c) => {
+    const expected = golden.cases[c];
+    const [result] = await engine.generate([{ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true, taps: true }]);
+    expect(result.tokens).toEqual(expected.tokens);
+    expect(maxAbsDiff(result.taps![0].layer, expected.tap_layer.flat())).toBeLessThan(1e-4);
+    expect(maxAbsDiff(result.taps![0].head, expected.tap_head.flat())).toBeLessThan(1e-4);
+  });
+
+  it('one batch holding every case gives each row its reference tokens', async () => {
+    const results = await engine.generate(CASES.map((c) => ({ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
+    expect(results.map((r) => r.tokens)).toEqual(CASES.map((c) => golden.cases[c].tokens));
+  });
+
+  it('prefill logits through the revisable decoder match the reference within 1e-4', async () => {
+    const d = golden.dims;
+    const opts = { graphOptimizationLevel: 'disabled' as const, intraOpNumThreads: 1 };
+    const embed = await ort.InferenceSession.create(join(dir, 'onnx', 'embed_tokens.onnx'), opts);
+    const decoder = await ort.InferenceSession.create(join(dir, 'onnx', 'decoder_model_merged_revisable.onnx'), opts);
+    const n = golden.input_ids.length;
+    const ids = new ort.Tensor('int64', BigInt64Array.from(golden.input_ids.map(BigInt)), [1, n]);
+    const embeds = (await embed.run({ input_ids: ids })).inputs_embeds;
+    for (const c of CASES) {
+      const { level, positions } = golden.cases[c];
+      const feeds: Record<string, ort.Tensor> = {
+        inputs_embeds: embeds,
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
+        position_ids: new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+          [1, n],
+        ),
+        revision_layer: new ort.Tensor('float32', level === 'layer' ? Float32Array.from(golden.revision.layer.data) : new Float32Array(d.layers * d.hidden), [
+          1,
+          d.layers,
+          d.hidden,
+        ]),
+        revision_head: new ort.Tensor(
+          'float32',
+          level === 'head' ? Float32Array.from(golden.revision.head.data) : new Float32Array(d.layers * d.heads * d.head_dim),
+          [1, d.layers, d.heads * d.head_dim],
+        ),
+        revision_mask: new ort.Tensor(
+          'float32',
+          Float32Array.from({ length: n }, (_, i) => (positions === 'all' || i === n - 1 ? 1 : 0)),
+          [1, n],
+        ),
+      };
+      for (let l = 0; l < d.layers; l++) {
+        for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [1, d.kv_heads, 0, d.head_dim]);
+      }
+      const logits = (await decoder.run(feeds)).logits.data as Float32Array;
+      expect(maxAbsDiff(logits.subarray((n - 1) * d.vocab), golden.cases[c].prefill_last_logits), c).toBeLessThan(1e-4);
+    }
+  });
+});
