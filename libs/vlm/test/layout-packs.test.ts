@@ -2,7 +2,7 @@
  * libs/vlm on packs whose decoders come from the layouts people ship (models/tiny-<layout>-*, built by
  * tools/modelzoo/layouts from an independent PyTorch implementation): Gemma 3 sandwich norms with head_dim !=
  * hidden/heads, q/k norms and sliding-window layers under a Gemma 3 `text_config`; Phi-3 fused qkv_proj; Qwen2
- * qkv biases. Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
+ * qkv biases; the Gemma 3 layout with MatMulNBits 4-bit projections. Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
  * greedy tokens exact and taps within 1e-4 of the reference, with no revision and with layer- and head-level
  * revision (the reference applies them with forward hooks); prefill logits within 1e-4 through the revisable graph.
  */
@@ -44,13 +44,15 @@ const PACKS = [
   { name: 'tiny-sandwich-gemma3', attentionOutput: 'o_proj+post-norm', qkv: 'separate', qkvBias: false },
   { name: 'tiny-fused-qkv-phi3', attentionOutput: 'o_proj', qkv: 'fused', qkvBias: false },
   { name: 'tiny-qkv-bias-qwen2', attentionOutput: 'o_proj', qkv: 'separate', qkvBias: true },
+  // MatMulNBits 4-bit projections; the reference computes with the dequantized weights.
+  { name: 'tiny-q4-gemma3', attentionOutput: 'o_proj+post-norm', qkv: 'separate', qkvBias: false, oProjOp: 'MatMulNBits' },
 ];
 const CASES: CaseName[] = ['none', 'layer_last', 'layer_all', 'head_last', 'head_all'];
 
 const root = mkdtempSync(join(tmpdir(), 'vlm-layout-packs-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe.each(PACKS)('$name', ({ name, attentionOutput, qkv, qkvBias }) => {
+describe.each(PACKS)('$name', ({ name, attentionOutput, qkv, qkvBias, oProjOp = 'MatMul' }) => {
   const shipped = resolve(__dirname, '../../../models', name);
   const golden: LayoutGolden = JSON.parse(readFileSync(join(shipped, 'reference', 'golden.json'), 'utf8'));
   const dir = join(root, name);
@@ -67,7 +69,14 @@ describe.each(PACKS)('$name', ({ name, attentionOutput, qkv, qkvBias }) => {
     cpSync(shipped, dir, { recursive: true });
     const report = await prepareRevisableDecoder(dir);
     expect(report.status).toBe('written');
-    expect(report.info.layout).toMatchObject({ residual: 'add', attention_output: attentionOutput, qkv, qkv_bias: qkvBias, activation_type: 'float32' });
+    expect(report.info.layout).toMatchObject({
+      residual: 'add',
+      attention_output: attentionOutput,
+      o_proj_op: oProjOp,
+      qkv,
+      qkv_bias: qkvBias,
+      activation_type: 'float32',
+    });
     engine = await LocalVlmEngine.open({ packDir: dir });
   });
   afterAll(() => engine?.close());

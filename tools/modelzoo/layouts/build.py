@@ -25,6 +25,7 @@ from ..bpe import ByteBPE, build_tokenizer, dumps_tokenizer
 from ..corpus import corpus_text
 from ..tinyvlm.build import suppressed_ids
 from .model import CausalLM, DecoderForExport, EmbedForExport, LayoutConfig
+from .quantize import quantize_layers, to_matmul_nbits
 
 GAP_MIN = 2e-2
 MAX_NEW_TOKENS = 12
@@ -39,6 +40,10 @@ PACKS: Dict[str, dict] = {
     "tiny-fused-qkv-phi3": dict(layout="phi3", head_dim=12),
     "tiny-qkv-bias-qwen2": dict(layout="qwen2", head_dim=12),
 }
+GEMMA3 = PACKS["tiny-sandwich-gemma3"]
+# Packs whose decoder projections are MatMulNBits 4-bit (the reference uses the dequantized weights).
+QUANTIZED = {"tiny-q4-gemma3": GEMMA3}
+PACKS.update(QUANTIZED)
 
 DESCRIPTIONS = {
     "gemma3": "Gemma 3 decoder layout: sandwich norms (post-attention and post-feedforward RMSNorm before the residual "
@@ -202,6 +207,7 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
             else:
                 # tied head: push the suppressed rows' logits down through the embedding rows instead of zeroing
                 lm.model.embed_tokens.weight[suppressed_ids(tok)] *= 0.0
+        qweights = quantize_layers(lm) if name in QUANTIZED else None
         g = torch.Generator().manual_seed(s + 1000)
         layer_vecs = torch.zeros(c.num_hidden_layers, c.hidden_size)
         for l in REV_LAYERS:
@@ -231,6 +237,8 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
     with open(os.path.join(out_dir, "tokenizer.json"), "w", encoding="utf-8") as f:
         f.write(dumps_tokenizer(tok))
     export_onnx(lm, os.path.join(out_dir, "onnx"))
+    if qweights is not None:
+        to_matmul_nbits(os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"), qweights)
 
     def case_json(v, level, positions):
         return {"level": level, "positions": positions, "prefill_last_logits": common.flat7(v["prefill_logits"]),
@@ -263,7 +271,8 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
                   "head_all": case_json(cases["head_all"], "head", "all")},
     }
     common.write_json(os.path.join(out_dir, "reference", "golden.json"), golden)
-    common.write_manifest(out_dir, name, f"Random-weight tiny text decoder for layout tests. {DESCRIPTIONS[c.layout]} "
+    q4 = " Decoder projections are MatMulNBits 4-bit (block 16); the reference uses their dequantized values." if qweights else ""
+    common.write_manifest(out_dir, name, f"Random-weight tiny text decoder for layout tests. {DESCRIPTIONS[c.layout]}{q4} "
                                          "Not a useful model.", s)
     return {"lm": lm, "golden": golden}
 
