@@ -25,6 +25,7 @@ from ..bpe import ByteBPE, build_tokenizer, dumps_tokenizer
 from ..corpus import corpus_text
 from ..tinyvlm.build import suppressed_ids
 from .model import CausalLM, DecoderForExport, EmbedForExport, LayoutConfig
+from .half import to_float16_body
 from .quantize import quantize_layers, to_matmul_nbits
 
 GAP_MIN = 2e-2
@@ -44,6 +45,9 @@ GEMMA3 = PACKS["tiny-sandwich-gemma3"]
 # Packs whose decoder projections are MatMulNBits 4-bit (the reference uses the dequantized weights).
 QUANTIZED = {"tiny-q4-gemma3": GEMMA3}
 PACKS.update(QUANTIZED)
+# Packs whose decoder body is float16 behind float32 I/O (the reference stays float32: compare with tolerance).
+HALF = {"tiny-fp16-qwen2": PACKS["tiny-qkv-bias-qwen2"]}
+PACKS.update(HALF)
 
 DESCRIPTIONS = {
     "gemma3": "Gemma 3 decoder layout: sandwich norms (post-attention and post-feedforward RMSNorm before the residual "
@@ -239,6 +243,8 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
     export_onnx(lm, os.path.join(out_dir, "onnx"))
     if qweights is not None:
         to_matmul_nbits(os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"), qweights)
+    if name in HALF:
+        to_float16_body(os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"))
 
     def case_json(v, level, positions):
         return {"level": level, "positions": positions, "prefill_last_logits": common.flat7(v["prefill_logits"]),
@@ -271,7 +277,8 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
                   "head_all": case_json(cases["head_all"], "head", "all")},
     }
     common.write_json(os.path.join(out_dir, "reference", "golden.json"), golden)
-    q4 = " Decoder projections are MatMulNBits 4-bit (block 16); the reference uses their dequantized values." if qweights else ""
+    q4 = " Decoder body float16 behind float32 I/O (reference float32)." if name in HALF else ""
+    q4 += " Decoder projections are MatMulNBits 4-bit (block 16); the reference uses their dequantized values." if qweights else ""
     common.write_manifest(out_dir, name, f"Random-weight tiny text decoder for layout tests. {DESCRIPTIONS[c.layout]}{q4} "
                                          "Not a useful model.", s)
     return {"lm": lm, "golden": golden}
