@@ -10,7 +10,8 @@ import { NodeProto, toNumber } from './onnx-proto';
 const PROJECTION_OPS = new Set(['MatMul', 'Gemm', 'MatMulNBits', 'FusedMatMul', 'MatMulInteger']);
 
 export interface DecoderLayout {
-  residual: 'add' | 'skip-norm';
+  /** The residual merges' kinds; `add+skip-norm` when the export mixes plain Adds and fused Skip norms. */
+  residual: string;
   /** `o_proj+post-norm`: Gemma 2/3 sandwich norms, the head revision is renormalised before it reaches the stream. */
   attention_output: 'o_proj' | 'o_proj+post-norm';
   mlp_output: 'projection' | 'projection+post-norm';
@@ -30,6 +31,7 @@ export interface LayerFacts {
   oProj: NodeProto;
   attentionOp: NodeProto;
   attentionBranch: Set<NodeProto>;
+  mergeKinds: Array<'add' | 'skip-norm'>;
   postAttentionNorm: boolean;
   postFeedforwardNorm: boolean;
   headElemType: number;
@@ -47,7 +49,7 @@ function hasBias(index: GraphIndex, projection: NodeProto): boolean {
   return uses.length === 1 && uses[0].node.op_type === 'Add' && uses[0].node.input.some((i) => i !== projection.output[0] && index.isConstant(i));
 }
 
-export function describeLayout(index: GraphIndex, residual: 'add' | 'skip-norm', layers: LayerFacts[]): DecoderLayout {
+export function describeLayout(index: GraphIndex, layers: LayerFacts[]): DecoderLayout {
   const qkv: string[] = [];
   let qkvBias = false;
   const sliding: number[] = [];
@@ -60,7 +62,7 @@ export function describeLayout(index: GraphIndex, residual: 'add' | 'skip-norm',
   }
   const typeName = (t: number) => ELEM_TYPE_NAMES[t] ?? `type ${t}`;
   return {
-    residual,
+    residual: joined(layers.flatMap((l) => l.mergeKinds)),
     attention_output: joined(layers.map((l) => (l.postAttentionNorm ? 'o_proj+post-norm' : 'o_proj'))) as DecoderLayout['attention_output'],
     mlp_output: joined(layers.map((l) => (l.postFeedforwardNorm ? 'projection+post-norm' : 'projection'))) as DecoderLayout['mlp_output'],
     attention_op: joined(layers.map((l) => l.attentionOp.op_type)),

@@ -405,10 +405,10 @@ export function findDecoderStructure(model: ModelProto, opts: FindOptions = {}):
     types,
     layout: describeLayout(
       index,
-      merges[0].kind,
       layers.map((l) => ({
         ...l,
         attentionBranch: l.attention.branchNodes,
+        mergeKinds: [l.attention.kind, l.mlp.kind],
         postAttentionNorm: !!l.postAttentionNorm,
         postFeedforwardNorm: !!l.postFeedforwardNorm,
       })),

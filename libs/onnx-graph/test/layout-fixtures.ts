@@ -30,6 +30,8 @@ export interface LayoutOptions {
   style: 'optimum' | 'genai';
   /** Gemma 2/3 post-attention and post-feedforward norms (and Gemma's 1 + w gamma). */
   sandwich?: boolean;
+  /** genai Gemma: the attention output joins the stream through a plain Add (pre_feedforward norm unfused). */
+  attentionAdd?: boolean;
   /** Gemma 3 q_norm / k_norm on each head. */
   qkNorm?: boolean;
   /** Gemma 2 attention logit softcapping. */
@@ -49,6 +51,7 @@ export const layoutName = (o: LayoutOptions): string =>
   [
     o.style,
     o.sandwich && 'sandwich',
+    o.attentionAdd && 'attention-add',
     o.qkNorm && 'qk-norm',
     o.softcap && 'softcap',
     o.fusedQkv && 'fused-qkv',
@@ -380,7 +383,13 @@ function genai(spec: LayoutSpec, o: LayoutOptions): ModelProto {
     const nextWeight = last ? 'model.norm.weight' : `model.layers.${l + 1}.input_layernorm.weight`;
     if (o.sandwich) {
       const post = t.simplifiedNorm(oProj, hidden, `${p}/post_attention_layernorm`, `${w}.post_attention_layernorm.weight`);
-      const ff = t.skipNorm(post, residual, `${p}/pre_feedforward_layernorm`, `${w}.pre_feedforward_layernorm.weight`, l % 2 === 0);
+      let ff: { normed: string; sum: string };
+      if (o.attentionAdd) {
+        const sum = t.op('Add', [residual, post], `${p}/Add_1`);
+        ff = { sum, normed: t.simplifiedNorm(sum, hidden, `${p}/pre_feedforward_layernorm`, `${w}.pre_feedforward_layernorm.weight`) };
+      } else {
+        ff = t.skipNorm(post, residual, `${p}/pre_feedforward_layernorm`, `${w}.pre_feedforward_layernorm.weight`, l % 2 === 0);
+      }
       const down = t.simplifiedNorm(t.mlp(ff.normed, `${p}/mlp`, w), hidden, `${p}/post_feedforward_layernorm`, `${w}.post_feedforward_layernorm.weight`);
       const next = t.skipNorm(down, ff.sum, nextName, nextWeight, l % 2 === 1, !last);
       normed = next.normed;
@@ -421,6 +430,7 @@ export const LAYOUTS: LayoutOptions[] = [
   { style: 'optimum', sandwich: true, qkNorm: true, softcap: 50, slidingWindow: 2 }, // Gemma 2/3, torch.onnx
   { style: 'genai', sandwich: true, qkNorm: true, slidingWindow: 2 }, // Gemma 3, onnxruntime-genai
   { style: 'genai', sandwich: true, nbits: true }, // Gemma, genai int4
+  { style: 'genai', sandwich: true, attentionAdd: true, slidingWindow: 2 }, // genai Gemma 3 whose attention merge is an Add
   { style: 'optimum', fusedQkv: true }, // Phi-3
   { style: 'genai', fusedQkv: true }, // Phi-3, packed QKV into GroupQueryAttention
   { style: 'optimum', qkvBias: true }, // Qwen2

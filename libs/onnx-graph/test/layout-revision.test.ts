@@ -67,7 +67,7 @@ describe.each(LAYOUTS.map((o) => ({ o, name: layoutName(o) })))('layout $name', 
     const s = findDecoderStructure(original, { config: configOf(o) });
     expect([s.layers.length, s.hidden, s.heads, s.headDim]).toEqual([spec.layers, spec.hidden, spec.heads, spec.headDim]);
     expect(s.layout).toEqual({
-      residual: o.style === 'optimum' ? 'add' : 'skip-norm',
+      residual: o.style === 'optimum' ? 'add' : o.attentionAdd ? 'add+skip-norm' : 'skip-norm',
       attention_output: o.sandwich ? 'o_proj+post-norm' : 'o_proj',
       mlp_output: o.sandwich ? 'projection+post-norm' : 'projection',
       attention_op: o.style === 'optimum' ? 'Softmax' : 'GroupQueryAttention',
