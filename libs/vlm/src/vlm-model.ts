@@ -107,8 +107,9 @@ export class VlmModel {
     const feeds: Record<string, Tensor> = {
       inputs_embeds: new Tensor('float32', input.embeds, [batch, seq, hidden]),
       attention_mask: new Tensor('int64', input.attentionMask, [batch, past + seq]),
-      position_ids: new Tensor('int64', input.positionIds, [batch, seq]),
     };
+    // onnxruntime-genai decoders take no position_ids: GroupQueryAttention derives positions from the mask.
+    if (this.decoder.inputNames.includes('position_ids')) feeds.position_ids = new Tensor('int64', input.positionIds, [batch, seq]);
     for (let l = 0; l < layers; l++) {
       feeds[`past_key_values.${l}.key`] = input.cache.tensors[2 * l];
       feeds[`past_key_values.${l}.value`] = input.cache.tensors[2 * l + 1];
