@@ -2,7 +2,8 @@
  * libs/vlm on packs whose decoders come from the layouts people ship (models/tiny-<layout>-*, built by
  * tools/modelzoo/layouts from an independent PyTorch implementation): Gemma 3 sandwich norms with head_dim !=
  * hidden/heads, q/k norms and sliding-window layers under a Gemma 3 `text_config`; Phi-3 fused qkv_proj; Qwen2
- * qkv biases; the Gemma 3 layout with MatMulNBits 4-bit projections; a float16 Qwen2 body behind float32 I/O. Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
+ * qkv biases; the Gemma 3 layout with MatMulNBits 4-bit projections; a float16 Qwen2 body behind float32 I/O; the
+ * Gemma 3 layout in onnxruntime-genai's node patterns (GroupQueryAttention with rotary and a local window). Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
  * greedy tokens exact and taps within 1e-4 of the reference, with no revision and with layer- and head-level
  * revision (the reference applies them with forward hooks); prefill logits within 1e-4 through the revisable graph.
  */
@@ -49,106 +50,128 @@ const PACKS = [
   // float16 body behind float32 I/O; the reference stays float32, so values agree to fp16 precision (tokens exactly:
   // the golden's top-2 gaps are >= 0.07, an order above the measured fp16 error).
   { name: 'tiny-fp16-qwen2', attentionOutput: 'o_proj', qkv: 'separate', qkvBias: true, activationType: 'float16', tol: 2e-2 },
+  // The Gemma 3 reference written in onnxruntime-genai's node patterns: GroupQueryAttention with rotary and
+  // local_window_size, SimplifiedLayerNormalization, fused Skip norms, no position_ids input.
+  {
+    name: 'tiny-genai-gemma3',
+    attentionOutput: 'o_proj+post-norm',
+    qkv: 'separate',
+    qkvBias: false,
+    residual: 'skip-norm',
+    attentionOp: 'GroupQueryAttention',
+  },
 ];
 const CASES: CaseName[] = ['none', 'layer_last', 'layer_all', 'head_last', 'head_all'];
 
 const root = mkdtempSync(join(tmpdir(), 'vlm-layout-packs-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe.each(PACKS)('$name', ({ name, attentionOutput, qkv, qkvBias, oProjOp = 'MatMul', activationType = 'float32', tol = 1e-4 }) => {
-  const shipped = resolve(__dirname, '../../../models', name);
-  const golden: LayoutGolden = JSON.parse(readFileSync(join(shipped, 'reference', 'golden.json'), 'utf8'));
-  const dir = join(root, name);
-  const prompt = golden.messages[0].content.find((c) => c.type === 'text')!.text!;
-  const feedFor = (c: CaseName): RevisionFeed | undefined => {
-    const { level, positions } = golden.cases[c];
-    if (!level) return undefined;
-    const data = Float32Array.from(golden.revision[level].data);
-    return level === 'layer' ? { layer: data, positions: positions! } : { head: data, positions: positions! };
-  };
-  let engine: LocalVlmEngine;
-
-  beforeAll(async () => {
-    cpSync(shipped, dir, { recursive: true });
-    const report = await prepareRevisableDecoder(dir);
-    expect(report.status).toBe('written');
-    expect(report.info.layout).toMatchObject({
-      residual: 'add',
-      attention_output: attentionOutput,
-      o_proj_op: oProjOp,
-      qkv,
-      qkv_bias: qkvBias,
-      activation_type: activationType,
-    });
-    engine = await LocalVlmEngine.open({ packDir: dir });
-  });
-  afterAll(() => engine?.close());
-
-  it('reads the dimensions from the config (head_dim as declared, not hidden / heads)', () => {
-    const { text } = loadVlmPack(dir);
-    const d = golden.dims;
-    expect(text).toEqual({ layers: d.layers, hidden: d.hidden, heads: d.heads, kvHeads: d.kv_heads, headDim: d.head_dim, vocabSize: d.vocab });
-    if (golden.layout === 'gemma3') expect(text.heads * text.headDim).not.toBe(text.hidden);
-  });
-
-  it('encodes the prompt as the reference does', async () => {
-    const processor = new VlmProcessor(loadVlmPack(dir));
-    expect(processor.templatedPrompt({ prompt })).toBe(golden.prompt_text);
-    expect((await processor.encode({ prompt })).inputIds).toEqual(golden.input_ids);
-  });
-
-  it.each(CASES)(`%s: greedy tokens exact, prefill taps within ${tol}`, async (c) => {
-    const expected = golden.cases[c];
-    const [result] = await engine.generate([{ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true, taps: true }]);
-    expect(result.tokens).toEqual(expected.tokens);
-    expect(maxAbsDiff(result.taps![0].layer, expected.tap_layer.flat())).toBeLessThan(tol);
-    expect(maxAbsDiff(result.taps![0].head, expected.tap_head.flat())).toBeLessThan(tol);
-  });
-
-  it('one batch holding every case gives each row its reference tokens', async () => {
-    const results = await engine.generate(CASES.map((c) => ({ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
-    expect(results.map((r) => r.tokens)).toEqual(CASES.map((c) => golden.cases[c].tokens));
-  });
-
-  it(`prefill logits through the revisable decoder match the reference within ${tol}`, async () => {
-    const d = golden.dims;
-    const opts = { graphOptimizationLevel: 'disabled' as const, intraOpNumThreads: 1 };
-    const embed = await ort.InferenceSession.create(join(dir, 'onnx', 'embed_tokens.onnx'), opts);
-    const decoder = await ort.InferenceSession.create(join(dir, 'onnx', 'decoder_model_merged_revisable.onnx'), opts);
-    const n = golden.input_ids.length;
-    const ids = new ort.Tensor('int64', BigInt64Array.from(golden.input_ids.map(BigInt)), [1, n]);
-    const embeds = (await embed.run({ input_ids: ids })).inputs_embeds;
-    for (const c of CASES) {
+describe.each(PACKS)(
+  '$name',
+  ({ name, attentionOutput, qkv, qkvBias, oProjOp = 'MatMul', activationType = 'float32', tol = 1e-4, residual = 'add', attentionOp = 'Softmax' }) => {
+    const shipped = resolve(__dirname, '../../../models', name);
+    const golden: LayoutGolden = JSON.parse(readFileSync(join(shipped, 'reference', 'golden.json'), 'utf8'));
+    const dir = join(root, name);
+    const prompt = golden.messages[0].content.find((c) => c.type === 'text')!.text!;
+    const feedFor = (c: CaseName): RevisionFeed | undefined => {
       const { level, positions } = golden.cases[c];
-      const feeds: Record<string, ort.Tensor> = {
-        inputs_embeds: embeds,
-        attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
-        position_ids: new ort.Tensor(
-          'int64',
-          BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
-          [1, n],
-        ),
-        revision_layer: new ort.Tensor('float32', level === 'layer' ? Float32Array.from(golden.revision.layer.data) : new Float32Array(d.layers * d.hidden), [
-          1,
-          d.layers,
-          d.hidden,
-        ]),
-        revision_head: new ort.Tensor(
-          'float32',
-          level === 'head' ? Float32Array.from(golden.revision.head.data) : new Float32Array(d.layers * d.heads * d.head_dim),
-          [1, d.layers, d.heads * d.head_dim],
-        ),
-        revision_mask: new ort.Tensor(
-          'float32',
-          Float32Array.from({ length: n }, (_, i) => (positions === 'all' || i === n - 1 ? 1 : 0)),
-          [1, n],
-        ),
-      };
-      for (let l = 0; l < d.layers; l++) {
-        for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [1, d.kv_heads, 0, d.head_dim]);
+      if (!level) return undefined;
+      const data = Float32Array.from(golden.revision[level].data);
+      return level === 'layer' ? { layer: data, positions: positions! } : { head: data, positions: positions! };
+    };
+    let engine: LocalVlmEngine;
+
+    beforeAll(async () => {
+      cpSync(shipped, dir, { recursive: true });
+      const report = await prepareRevisableDecoder(dir);
+      expect(report.status).toBe('written');
+      expect(report.info.layout).toMatchObject({
+        residual,
+        attention_op: attentionOp,
+        attention_output: attentionOutput,
+        o_proj_op: oProjOp,
+        qkv,
+        qkv_bias: qkvBias,
+        activation_type: activationType,
+      });
+      engine = await LocalVlmEngine.open({ packDir: dir });
+    });
+    afterAll(() => engine?.close());
+
+    it('reads the dimensions from the config (head_dim as declared, not hidden / heads)', () => {
+      const { text } = loadVlmPack(dir);
+      const d = golden.dims;
+      expect(text).toEqual({ layers: d.layers, hidden: d.hidden, heads: d.heads, kvHeads: d.kv_heads, headDim: d.head_dim, vocabSize: d.vocab });
+      if (golden.layout === 'gemma3') expect(text.heads * text.headDim).not.toBe(text.hidden);
+    });
+
+    it('encodes the prompt as the reference does', async () => {
+      const processor = new VlmProcessor(loadVlmPack(dir));
+      expect(processor.templatedPrompt({ prompt })).toBe(golden.prompt_text);
+      expect((await processor.encode({ prompt })).inputIds).toEqual(golden.input_ids);
+    });
+
+    it.each(CASES)(`%s: greedy tokens exact, prefill taps within ${tol}`, async (c) => {
+      const expected = golden.cases[c];
+      const [result] = await engine.generate([{ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true, taps: true }]);
+      expect(result.tokens).toEqual(expected.tokens);
+      expect(maxAbsDiff(result.taps![0].layer, expected.tap_layer.flat())).toBeLessThan(tol);
+      expect(maxAbsDiff(result.taps![0].head, expected.tap_head.flat())).toBeLessThan(tol);
+    });
+
+    // Not for GroupQueryAttention decoders yet: GQA takes positions and the valid KV length from seqlens_k and does not
+    // handle left padding, and the scheduler left-pads rows it merges into a running batch (admission is timed, so
+    // which rows get padded varies). Single rows and the prefill check below hold; batching such packs needs the
+    // scheduler to keep their rows unpadded (libs/vlm/src/scheduler.ts, decode-batch.ts).
+    it.skipIf(attentionOp === 'GroupQueryAttention')('one batch holding every case gives each row its reference tokens', async () => {
+      const results = await engine.generate(CASES.map((c) => ({ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
+      expect(results.map((r) => r.tokens)).toEqual(CASES.map((c) => golden.cases[c].tokens));
+    });
+
+    it(`prefill logits through the revisable decoder match the reference within ${tol}`, async () => {
+      const d = golden.dims;
+      const opts = { graphOptimizationLevel: 'disabled' as const, intraOpNumThreads: 1 };
+      const embed = await ort.InferenceSession.create(join(dir, 'onnx', 'embed_tokens.onnx'), opts);
+      const decoder = await ort.InferenceSession.create(join(dir, 'onnx', 'decoder_model_merged_revisable.onnx'), opts);
+      const n = golden.input_ids.length;
+      const ids = new ort.Tensor('int64', BigInt64Array.from(golden.input_ids.map(BigInt)), [1, n]);
+      const embeds = (await embed.run({ input_ids: ids })).inputs_embeds;
+      for (const c of CASES) {
+        const { level, positions } = golden.cases[c];
+        const feeds: Record<string, ort.Tensor> = {
+          inputs_embeds: embeds,
+          attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]),
+          ...(decoder.inputNames.includes('position_ids')
+            ? {
+                position_ids: new ort.Tensor(
+                  'int64',
+                  BigInt64Array.from({ length: n }, (_, i) => BigInt(i)),
+                  [1, n],
+                ),
+              }
+            : {}),
+          revision_layer: new ort.Tensor('float32', level === 'layer' ? Float32Array.from(golden.revision.layer.data) : new Float32Array(d.layers * d.hidden), [
+            1,
+            d.layers,
+            d.hidden,
+          ]),
+          revision_head: new ort.Tensor(
+            'float32',
+            level === 'head' ? Float32Array.from(golden.revision.head.data) : new Float32Array(d.layers * d.heads * d.head_dim),
+            [1, d.layers, d.heads * d.head_dim],
+          ),
+          revision_mask: new ort.Tensor(
+            'float32',
+            Float32Array.from({ length: n }, (_, i) => (positions === 'all' || i === n - 1 ? 1 : 0)),
+            [1, n],
+          ),
+        };
+        for (let l = 0; l < d.layers; l++) {
+          for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [1, d.kv_heads, 0, d.head_dim]);
+        }
+        const logits = (await decoder.run(feeds)).logits.data as Float32Array;
+        expect(maxAbsDiff(logits.subarray((n - 1) * d.vocab), golden.cases[c].prefill_last_logits), c).toBeLessThan(tol);
       }
-      const logits = (await decoder.run(feeds)).logits.data as Float32Array;
-      expect(maxAbsDiff(logits.subarray((n - 1) * d.vocab), golden.cases[c].prefill_last_logits), c).toBeLessThan(tol);
-    }
-  });
-});
+    });
+  },
+);
