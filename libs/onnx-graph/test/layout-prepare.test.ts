@@ -104,3 +104,22 @@ describe.each(LAYOUTS.map((o) => ({ o, name: layoutName(o) })))('model prepare, 
     await expect(prepareRevisableDecoder(dir)).rejects.toThrow(/^layer 1: /);
   });
 });
+
+describe('model prepare at the depth of a real export', () => {
+  it('a 34-layer genai Gemma 3 decoder (the shape issue 13 was refused on), weights absent: every layer found, in seconds', async () => {
+    const o: LayoutOptions = { style: 'genai', sandwich: true, attentionAdd: true, qkNorm: true, slidingWindow: 2 };
+    const spec = { ...LAYOUT_SPEC, layers: 34 };
+    const model = buildLayoutDecoder(o, spec);
+    externalize(model);
+    const dir = join(root, `pack${packs++}`);
+    mkdirSync(join(dir, 'onnx'), { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(layoutConfig(spec, o)));
+    writeModel(join(dir, 'onnx', 'decoder_model_merged.onnx'), model);
+    const started = Date.now();
+    const report = await prepareRevisableDecoder(dir);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(report.info.layers).toBe(34);
+    expect(report.info.points.every((p) => p.post_attention_norm?.includes('post_attention_layernorm'))).toBe(true);
+    expect(report.info.layout!.sliding_window_layers).toEqual(Array.from({ length: 17 }, (_, i) => 2 * i));
+  });
+});
