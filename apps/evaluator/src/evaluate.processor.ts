@@ -2,12 +2,13 @@ import { Processor } from '@nestjs/bullmq';
 import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
-import { nextStage, StageDispatcher, stageWorkerOptions } from '@libs/queue';
+import { nextStage, StageDispatcher } from '@libs/queue';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
-import { finishVerdict, StageWorkerHost } from '@libs/worker';
+import { evaluateWorkerOptions, finishVerdict, StageWorkerHost } from '@libs/worker';
 import { EvaluationService } from './evaluation.service';
 
-@Processor('evaluate', stageWorkerOptions('evaluate'))
+// Many jobs at once: their CLIP and reward calls are coalesced into shared batches (@libs/safety CallCoalescer).
+@Processor('evaluate', evaluateWorkerOptions())
 export class EvaluateProcessor extends StageWorkerHost {
   protected readonly stage = 'evaluate' as const;
   protected readonly failureCode = 'evaluation_failed' as const;

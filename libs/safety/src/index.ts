@@ -4,3 +4,4 @@ export * from './eta-evaluator';
 export * from './best-of-n-aligner';
 export * from './sentence-ends';
 export * from './safety-evaluator';
+export * from './call-coalescer';

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
 import { EXECUTION_ENV, executionFromEnv, openClassifier, openClip, type ClipEmbedder } from '@libs/vlm';
 import { readSetting } from '@libs/settings';
+import { coalescedClassifier, coalescedClip } from './call-coalescer';
 import { etaConfigFromEnv, type EtaConfig, type EtaPolicy } from './config';
 import { EtaEvaluator, etaDecision } from './eta-evaluator';
 
@@ -80,7 +81,10 @@ export interface SafetyEvaluator {
 
 export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<SafetyEvaluator> {
   const options = { executionProviders: config.executionProviders, requireExecutionProvider: config.requireExecutionProvider };
-  const [clip, reward] = await Promise.all([openClip(config.clipPackDir, options), openClassifier(config.rewardPackDir, options)]);
+  const [rawClip, rawReward] = await Promise.all([openClip(config.clipPackDir, options), openClassifier(config.rewardPackDir, options)]);
+  // Every job the evaluator (or the aligner's scoring) holds shares CLIP and reward calls with the others.
+  const clip = coalescedClip(rawClip);
+  const reward = coalescedClassifier(rawReward);
   const eta = new EtaEvaluator({ clip, reward }, config.eta);
   const clipId = packIdentity(config.clipPackDir);
   const rewardId = packIdentity(config.rewardPackDir);

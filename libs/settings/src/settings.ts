@@ -106,8 +106,9 @@ export const SETTINGS: readonly Setting[] = [
   s({
     name: 'WORKER_CONCURRENCY',
     schema: int(1),
-    defaultNote: 'generate: VLM_MAX_BATCH_SIZE, align: VLM_MAX_BATCH_SIZE / ALIGNER_N, evaluate: 2',
-    description: 'jobs per process (a GPU stage holds as many jobs as its engine batches rows)',
+    defaultNote: 'generate: VLM_MAX_BATCH_SIZE, align: VLM_MAX_BATCH_SIZE / ALIGNER_N, evaluate: 16',
+    description:
+      'jobs per process (a GPU stage holds as many jobs as its engine batches rows; the evaluator batches the CLIP and reward calls of those it holds)',
     roles: WORKERS,
   }),
   s({

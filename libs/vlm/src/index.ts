@@ -44,10 +44,11 @@ export async function openVlmEngine(options: EngineOptions & { thread?: 'worker'
   return thread === 'inline' ? LocalVlmEngine.open(rest) : WorkerVlmEngine.open(rest);
 }
 
+// The scoring models run in bursts beside a busy decoder: their threads sleep between calls instead of spinning.
 export function openClip(packDir: string, options: SessionOptions = {}): Promise<ClipEmbedder> {
-  return ClipModel.open(packDir, options);
+  return ClipModel.open(packDir, { spinWait: false, ...options });
 }
 
 export function openClassifier(packDir: string, options: SessionOptions = {}): Promise<ConversationClassifier> {
-  return SequenceClassifier.open(packDir, options);
+  return SequenceClassifier.open(packDir, { spinWait: false, ...options });
 }

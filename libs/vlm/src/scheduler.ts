@@ -198,6 +198,8 @@ export interface SchedulerStats {
   /** Sum of rows over decode steps: rowsStepped / decodeSteps is the mean batch. */
   rowsStepped: number;
   maxBatch: number;
+  /** Milliseconds spent admitting (embedding, vision encoder, prefill) and stepping: the engine's busy time. */
+  busyMs: number;
 }
 
 /**
@@ -209,7 +211,7 @@ export interface SchedulerStats {
  */
 export class DecodeScheduler {
   readonly options: Required<SchedulerOptions>;
-  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0 };
+  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, busyMs: 0 };
   private readonly waiting: Waiting[] = [];
   private readonly tasks: (() => Promise<void>)[] = [];
   private active: ActiveRow[] = [];
@@ -261,11 +263,11 @@ export class DecodeScheduler {
       while (this.tasks.length) await this.tasks.shift()!();
       const now = performance.now();
       const n = this.waiting.length ? admissibleRows(this.waiting, this.running(), this.options, now - this.waiting[0].since) : 0;
+      const t0 = performance.now();
       if (n > 0) await this.admit(this.waiting.splice(0, n));
-      if (this.active.length) {
-        await this.step();
-        continue;
-      }
+      if (this.active.length) await this.step();
+      this.stats.busyMs += performance.now() - t0;
+      if (this.active.length || n > 0) continue;
       if (this.waiting.length) {
         await this.sleep(this.waiting[0].since + this.options.maxWaitMs - performance.now());
         continue;

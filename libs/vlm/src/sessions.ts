@@ -12,6 +12,12 @@ export interface SessionOptions {
    * runs on CPU is ~100x slower and looks healthy. Default: any provider of the list will do.
    */
   requireExecutionProvider?: string;
+  /**
+   * Whether the session's intra-op threads spin after a run (onnxruntime's default) instead of sleeping. Spinning
+   * saves microseconds per call to whoever calls it back to back (the decoder), but a session that runs now and then
+   * beside the engine (CLIP, the reward model) then burns cores the decoder needs. Default: true.
+   */
+  spinWait?: boolean;
 }
 
 /** Env variables of the execution settings, read by every role that opens sessions. */
@@ -67,6 +73,7 @@ export async function openSession(path: string, options: SessionOptions = {}): P
         executionProviders: [ep],
         graphOptimizationLevel: 'all',
         ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+        ...(options.spinWait === false ? { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } } : {}),
       });
       if (options.requireExecutionProvider && ep !== options.requireExecutionProvider) {
         await session.release();

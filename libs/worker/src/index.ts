@@ -6,5 +6,6 @@ export * from './stage-worker';
 export * from './worker-role';
 export * from './job-image';
 export * from './vlm-settings';
+export * from './worker-options';
 export * from './vlm-engine.provider';
 export * from './revision-profiles';

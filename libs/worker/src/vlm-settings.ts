@@ -1,8 +1,5 @@
-import type { WorkerOptions } from 'bullmq';
-import type { Stage } from '@libs/contracts';
-import { QUEUE_ENV, stageWorkerOptions } from '@libs/queue';
 import { readSetting } from '@libs/settings';
-import { EXECUTION_ENV, resolveSchedulerOptions, type SchedulerOptions } from '@libs/vlm';
+import { EXECUTION_ENV, type SchedulerOptions } from '@libs/vlm';
 
 /** The continuous-batching scheduler's budgets (libs/vlm SchedulerOptions; defaults in DEFAULT_SCHEDULER_OPTIONS). */
 export const SCHEDULER_ENV = {
@@ -35,19 +32,4 @@ export function schedulerFromEnv(env: NodeJS.ProcessEnv = process.env): Schedule
     if (value !== undefined) out[key] = value;
   }
   return out;
-}
-
-/**
- * Worker options of a GPU stage. Its concurrency is how many jobs the process holds at once, and so how many rows
- * the engine's scheduler can batch: unless GENERATE_/ALIGN_WORKER_CONCURRENCY or WORKER_CONCURRENCY says
- * otherwise it is the scheduler's batch capacity, `maxBatchSize` jobs for generate and `maxBatchSize / rowsPerJob`
- * for align (each flagged job decodes its best-of-N candidates as `rowsPerJob` rows). One job at a time left the
- * engine decoding one row per forward pass.
- */
-export function gpuStageWorkerOptions(stage: Exclude<Stage, 'evaluate'>, env: NodeJS.ProcessEnv = process.env, rowsPerJob = 1): Partial<WorkerOptions> {
-  const options = stageWorkerOptions(stage, env);
-  const explicit = readSetting<number>(env, `${stage.toUpperCase()}_${QUEUE_ENV.concurrency}`) ?? readSetting<number>(env, QUEUE_ENV.concurrency);
-  if (explicit !== undefined) return options;
-  const { maxBatchSize } = resolveSchedulerOptions(schedulerFromEnv(env));
-  return { ...options, concurrency: Math.max(1, Math.floor(maxBatchSize / Math.max(1, rowsPerJob))) };
 }
