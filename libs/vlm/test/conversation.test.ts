@@ -110,4 +110,21 @@ describe('best-of-N conversations', () => {
     expect(next[0].tokens).toEqual(await greedyFromIds(model, processor, [...promptIds, ...cands[shortest].tokens], 4));
     await engine.release(h2);
   });
+
+  it('candidate rows of several conversations share decode steps and sample what they sample alone', async () => {
+    const options = (seed: number) => ({ n: 3, topK: 5, temperature: 1.5, endTokenIds: [], maxTokens: 6, seed });
+    const alone: string[][] = [];
+    for (const seed of [1]) {
+      const h = await engine.open({ prompt, image, answerPrefix: prefix });
+      alone.push((await engine.sampleCandidates(h, options(seed))).map((c) => c.text));
+      await engine.release(h);
+    }
+    const handles = [await engine.open({ prompt, image, answerPrefix: prefix }), await engine.open({ prompt: 'Is the guard closed?', answerPrefix: prefix })];
+    const h0Alone = alone[0];
+    // The second conversation (text-only, another prompt) runs beside the first: its rows join the same batch.
+    const [together] = await Promise.all([engine.sampleCandidates(handles[0], options(1)), engine.sampleCandidates(handles[1], options(2))]);
+    expect(together.map((c) => c.text)).toEqual(h0Alone);
+    expect((await engine.stats(handles[0])).maxBatch).toBe(6);
+    for (const h of handles) await engine.release(h);
+  });
 });
