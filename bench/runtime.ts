@@ -1,10 +1,11 @@
 /**
- * `npm run bench -- runtime [--pack models/tiny-vlm] [--rounds 7]`
- * Prefill and decode tokens/s at batch 1 and 8, the decode-time cost of revision, and our greedy decode
- * speed against @huggingface/transformers on the same pack. Every figure comes from one run, variants
+ * `npm run bench -- runtime [--pack models/tiny-vlm] [--rounds 7] [--batches 1,8,32,64]`
+ * Prefill and decode tokens/s at each batch size (the batch-scaling curve, through the continuous-batching
+ * scheduler), the decode-time cost of revision, and our greedy batch-1 decode speed against
+ * @huggingface/transformers on the same pack (goal >= 2x). Every figure comes from one run, variants
  * interleaved, medians of `rounds`.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LocalVlmEngine, type GenerationRequest, type RevisionFeed } from '@libs/vlm';
 import { argValue, interleaved } from './_stats';
@@ -12,7 +13,11 @@ import { argValue, interleaved } from './_stats';
 export async function run(argv: string[]): Promise<void> {
   const packDir = resolve(argValue(argv, 'pack', 'models/tiny-vlm'));
   const rounds = Number(argValue(argv, 'rounds', '7'));
-  const image = readFileSync(join(packDir, 'reference', 'image.png'));
+  const batches = argValue(argv, 'batches', '1,8,32,64').split(',').map(Number);
+  // The tiny pack's reference image, else the first of the pack's reference images (models/factory-vlm).
+  const reference = join(packDir, 'reference');
+  const imageFile = existsSync(join(reference, 'image.png')) ? 'image.png' : readdirSync(reference).filter((f) => f.endsWith('.png'))[0];
+  const image = readFileSync(join(reference, imageFile));
   const prompt = 'What machine is shown here and is it safe to use?';
   const plain = await LocalVlmEngine.open({ packDir, revisable: false });
   const revisable = await LocalVlmEngine.open({ packDir });
@@ -27,7 +32,8 @@ export async function run(argv: string[]): Promise<void> {
 
   // Decode time per token = (time for 1 + DECODE tokens - time for 1 token) / DECODE, so prefill cancels out.
   console.log('\nthroughput (prompt of one image + question):');
-  for (const size of [1, 8]) {
+  let batch1Decode = 0;
+  for (const size of batches) {
     let promptTokens = 0;
     const t = await interleaved(
       {
@@ -39,9 +45,10 @@ export async function run(argv: string[]): Promise<void> {
       rounds,
     );
     const decodeMs = (t.full - t.prefill) / DECODE;
+    if (size === batches[0]) batch1Decode = (1000 * size) / decodeMs;
     console.log(
       `  batch ${size}: prefill ${((size * promptTokens) / (t.prefill / 1000)).toFixed(0)} tokens/s (${promptTokens} tokens/row, ${t.prefill.toFixed(1)} ms)` +
-        `, decode ${((size * 1000) / decodeMs).toFixed(0)} tokens/s (${decodeMs.toFixed(2)} ms/step)`,
+        `, decode ${((size * 1000) / decodeMs).toFixed(0)} tokens/s (${decodeMs.toFixed(2)} ms/step; ${((size * 1000) / decodeMs / batch1Decode).toFixed(2)}x batch ${batches[0]})`,
     );
   }
 
@@ -97,7 +104,7 @@ export async function run(argv: string[]): Promise<void> {
   const ourStep = (t.oursFull - t.ours1) / DECODE;
   console.log('\ngreedy decode vs @huggingface/transformers (batch 1, same pack, same prompt):');
   console.log(
-    `  transformers.js ${hfStep.toFixed(2)} ms/token, ours ${ourStep.toFixed(2)} ms/token: speed ratio ours/transformers.js = ${(hfStep / ourStep).toFixed(2)} (goal >= 1.0)`,
+    `  transformers.js ${hfStep.toFixed(2)} ms/token, ours ${ourStep.toFixed(2)} ms/token: speed ratio ours/transformers.js = ${(hfStep / ourStep).toFixed(2)} (goal >= 2.0)`,
   );
   console.log(`  whole 65-token generation incl. prefill and image: ratio ${(t.hfFull / t.oursFull).toFixed(2)}`);
   await model.dispose();
