@@ -243,8 +243,8 @@ export const SETTINGS: readonly Setting[] = [
   s({
     name: 'VLM_MIN_BATCH_SIZE',
     schema: int(1),
-    defaultNote: '1',
-    description: 'fewest rows a prefill takes, unless the oldest has waited VLM_MAX_WAIT_MS',
+    defaultNote: '8',
+    description: 'fewest rows a prefill takes while a batch runs, unless the oldest has waited VLM_MAX_WAIT_MS',
     roles: ['generator', 'aligner'],
   }),
   s({
@@ -264,7 +264,7 @@ export const SETTINGS: readonly Setting[] = [
   s({
     name: 'VLM_MAX_WAIT_MS',
     schema: number().min(0),
-    defaultNote: '5',
+    defaultNote: '50',
     description: 'longest a request is held back for VLM_MIN_BATCH_SIZE',
     roles: ['generator', 'aligner'],
   }),

@@ -17,9 +17,10 @@ export interface SchedulerOptions {
    */
   maxBatchSize?: number;
   /**
-   * Fewest rows a prefill takes, so a running batch is not stopped for one newcomer at a time and an idle engine
-   * waits a moment for company; a request that has waited `maxWaitMs` is admitted anyway.
-   * @defaultValue 1
+   * Fewest rows a prefill takes while a batch is running (TGI's `min_size`): each prefill stalls the running rows and
+   * a prefill of a few rows costs far more per token than one of many, so newcomers gather until this many wait (or
+   * as many as there are free slots), or until the oldest has waited `maxWaitMs`. An idle engine starts at once.
+   * @defaultValue 8
    */
   minBatchSize?: number;
   /**
@@ -35,25 +36,25 @@ export interface SchedulerOptions {
    */
   maxBatchTokens?: number;
   /**
-   * How long a waiting request may be held back by `minBatchSize`.
-   * @defaultValue 5
+   * How long a waiting request may be held back by `minBatchSize`: what batching may add to a job's latency.
+   * @defaultValue 50
    */
   maxWaitMs?: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = Object.freeze({
   maxBatchSize: 32,
-  minBatchSize: 1,
+  minBatchSize: 8,
   maxPrefillTokens: 4096,
   maxBatchTokens: 65536,
-  maxWaitMs: 5,
+  maxWaitMs: 50,
 });
 
 export function resolveSchedulerOptions(options: SchedulerOptions = {}): Required<SchedulerOptions> {
   const o = { ...DEFAULT_SCHEDULER_OPTIONS };
   for (const [k, v] of Object.entries(options) as [keyof SchedulerOptions, number | undefined][]) if (v !== undefined) o[k] = v;
   if (!(o.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be at least 1');
-  if (o.minBatchSize > o.maxBatchSize) throw new RangeError('minBatchSize must not exceed maxBatchSize');
+  if (!(o.minBatchSize >= 1)) throw new RangeError('minBatchSize must be at least 1');
   return o;
 }
 
@@ -87,7 +88,9 @@ export function admissibleRows(
     prefill += w.prefillTokens;
     total += w.reservedTokens;
   }
-  if (n < options.minBatchSize && oldestWaitMs < options.maxWaitMs) return 0;
+  // Never wait for more rows than there are free slots, and never hold an idle engine back.
+  const wanted = Math.min(options.minBatchSize, options.maxBatchSize - running.rows);
+  if (running.rows > 0 && n < wanted && oldestWaitMs < options.maxWaitMs) return 0;
   return n;
 }
 

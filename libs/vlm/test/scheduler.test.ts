@@ -191,12 +191,19 @@ describe('admission budgets (TGI next_batch)', () => {
     expect(admissibleRows([row(500, 900)], { rows: 0, reservedTokens: 0 }, options, 100)).toBe(1);
   });
 
-  it('holds fewer than the minimum batch back until the oldest has waited maxWaitMs', () => {
-    expect(admissibleRows([row(10)], { rows: 0, reservedTokens: 0 }, options, 10)).toBe(0);
-    expect(admissibleRows([row(10)], { rows: 0, reservedTokens: 0 }, options, 60)).toBe(1);
+  it('while a batch runs, holds fewer than the minimum back until the oldest has waited maxWaitMs', () => {
+    expect(admissibleRows([row(10)], { rows: 1, reservedTokens: 10 }, options, 10)).toBe(0);
+    expect(admissibleRows([row(10)], { rows: 1, reservedTokens: 10 }, options, 60)).toBe(1);
+    expect(admissibleRows([row(10), row(10)], { rows: 1, reservedTokens: 10 }, options, 10)).toBe(2);
   });
 
-  it('rejects inconsistent settings', () => {
-    expect(() => resolveSchedulerOptions({ maxBatchSize: 2, minBatchSize: 3 })).toThrow(/minBatchSize/);
+  it('starts an idle engine at once, and never waits for more rows than there are free slots', () => {
+    expect(admissibleRows([row(10)], { rows: 0, reservedTokens: 0 }, options, 0)).toBe(1);
+    const wide = resolveSchedulerOptions({ maxBatchSize: 4, minBatchSize: 8, maxWaitMs: 50 });
+    expect(admissibleRows([row(10)], { rows: 3, reservedTokens: 30 }, wide, 0)).toBe(1);
+  });
+
+  it('rejects impossible settings', () => {
+    expect(() => resolveSchedulerOptions({ maxBatchSize: 0 })).toThrow(/maxBatchSize/);
   });
 });
