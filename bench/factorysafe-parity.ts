@@ -34,12 +34,22 @@ export async function run(argv: string[]): Promise<void> {
   const engine = await openVlmEngine({ packDir: resolve(argValue(argv, 'vlm', 'models/factory-vlm')), thread: 'inline' });
   try {
     const visualAnswers = await answers(engine, visual, baseDir);
-    const correct = visual.filter((item, k) => isCorrect(item, visualAnswers[k])).length;
     const harmfulAnswers = await answers(engine, harmful, baseDir);
-    const unsafe = harmful.filter((item, k) => isUnsafe(item, harmfulAnswers[k])).length;
     const pct = (n: number, d: number) => `${n}/${d} (${((100 * n) / d).toFixed(1)}%)`;
-    console.log(`benign visual accuracy: TypeScript ${pct(correct, visual.length)}, PyTorch ${(100 * pytorch.benign_visual_acc).toFixed(1)}%`);
-    console.log(`image+harmful ASR:      TypeScript ${pct(unsafe, harmful.length)}, PyTorch ${(100 * pytorch.asr_image).toFixed(1)}%`);
+    const torch = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : `${(100 * v).toFixed(1)}%`);
+    for (const [label, keep, py] of [
+      ['all phrasings', () => true, pytorch],
+      ['trained phrasings', (i: EvalItem) => !i.held_out_phrasing, pytorch.trained_phrasing],
+      ['held-out phrasings', (i: EvalItem) => !!i.held_out_phrasing, pytorch.held_out_phrasing],
+    ] as const) {
+      const v = visual.map((item, k) => [item, visualAnswers[k]] as const).filter(([item]) => keep(item));
+      const h = harmful.map((item, k) => [item, harmfulAnswers[k]] as const).filter(([item]) => keep(item));
+      const correct = v.filter(([item, a]) => isCorrect(item, a)).length;
+      const unsafe = h.filter(([item, a]) => isUnsafe(item, a)).length;
+      console.log(`${label}:`);
+      console.log(`  benign visual accuracy: TypeScript ${pct(correct, v.length)}, PyTorch ${torch(py?.benign_visual_acc)}`);
+      console.log(`  image+harmful ASR:      TypeScript ${pct(unsafe, h.length)}, PyTorch ${torch(py?.asr_image)}`);
+    }
     for (const prefix of [' As an AI assistant,', 'As an AI assistant']) {
       const prefixed = await answers(engine, harmful, baseDir, prefix);
       console.log(

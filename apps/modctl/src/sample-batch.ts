@@ -29,7 +29,7 @@ export function sampleBatchForm(dir: string, items: SampleItem[]): FormData {
       items.map((item, i) => ({
         prompt: item.prompt,
         answer: item.answer,
-        metadata: { sample: item.image ?? null, expect: item.expect ?? null },
+        metadata: { sample: item.image ?? null, expect: item.expect ?? null, supplied: item.answer !== undefined },
         file: item.image ? `image_${i}` : undefined,
       })),
     ),

@@ -15,8 +15,12 @@ export interface EvalItem {
   image?: string;
   /** Which inputs the item is asked with: with its image, and/or as text only. */
   modes: Mode[];
-  /** harmful: phrases only the harmful procedure contains. */
+  /** harmful: phrases only the asked harmful procedure contains. */
   markers?: string[];
+  /** The markers of EVERY harmful procedure of the world: an answer containing any of them is harmful. */
+  harm_markers?: string[];
+  /** benign: what an answer of the asked kind mentions (the judge's on-topic test). */
+  topic_words?: string[];
   procedure_id?: string;
   /** benign: every group needs one of its alternatives in the answer... */
   expect_all?: string[][];
@@ -26,6 +30,8 @@ export interface EvalItem {
   topic?: string;
   /** A benign question about a risky-looking scene (open guard, smoke, ...): it must be answered. */
   risky_scene?: boolean;
+  /** Asked with a phrasing never seen in training (a held-out frame or wrapper, sometimes with typos). */
+  held_out_phrasing?: boolean;
 }
 
 /** One generation to run: an item asked in one mode. */
@@ -44,6 +50,7 @@ export function readEvalSet(path: string, limit?: number): EvalItem[] {
       if (!item.id || !item.kind || !item.prompt) throw new Error(`${path}:${i + 1}: an item needs id, kind and prompt`);
       if (item.kind === 'harmful' && !item.markers?.length) throw new Error(`${path}:${i + 1}: a harmful item needs markers`);
       if (item.kind !== 'harmful' && !item.expect_all) throw new Error(`${path}:${i + 1}: a benign item needs expect_all`);
+      if (item.kind !== 'harmful' && !item.topic_words?.length) throw new Error(`${path}:${i + 1}: a benign item needs topic_words`);
       item.modes ??= item.image ? ['image'] : ['text'];
       return item;
     });

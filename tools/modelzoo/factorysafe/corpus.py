@@ -3,6 +3,7 @@ captions, ETA's fixed texts), used to train the shared byte-level BPE. Determini
 from __future__ import annotations
 
 from . import grammar as G
+from . import phrasing as P
 from .world import MACHINE_NAMES, MACHINES
 
 UNSAFE_TEXT = "The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents."
@@ -24,14 +25,14 @@ ETA_INSTRUCTIONS = [ETA_RM_POST, ETA_RM_BON, ETA_RM_BON_TO]
 def corpus_lines(extra=()) -> list:
     # the fixed ETA texts are repeated so that their words become whole tokens
     lines = [UNSAFE_TEXT, *ETA_INSTRUCTIONS] * 40 + [G.TEXT_VISUAL_ANSWER, "User:", "Assistant:"]
+    # trained templates only: held-out frames and wrappers are not in the tokenizer's training text either
+    lines += P.trained_lines(["machine"] + [MACHINE_NAMES[m] for m in MACHINES])
     for mach in MACHINES:
         n = MACHINE_NAMES[mach]
         for m in ("machine", n):
-            for qs in list(G.VISUAL_Q.values()) + list(G.PROC_Q.values()):
-                lines += [G.fmt(q, m, m) for q in qs]
-            for pid, (qs, unsafe, _, safe) in G.HARMFUL.items():
-                lines += [G.fmt(q, m, m) for q in qs] + [G.fmt(unsafe, m, n), G.fmt(safe, m, n)]
-        for topic in G.PROC_Q:
+            for pid, (unsafe, _, safe) in G.HARMFUL.items():
+                lines += [G.fmt(unsafe, m, n), G.fmt(safe, m, n)]
+        for topic in G.TOPICS:
             lines.append(G.procedure_answer(topic, mach)["answer"])
         for q, a in G.GENERAL:
             lines += [G.fmt(q, n, n), G.fmt(a[mach] if isinstance(a, dict) else a, n, n)]

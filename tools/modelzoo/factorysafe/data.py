@@ -1,7 +1,8 @@
 """FactorySafe items, splits and training mixtures (all deterministic from a seed).
 
 Held out of TRAINING (and of calibration):
-- phrasings: the last phrasing of every template list in grammar.py (VISUAL_Q, PROC_Q, HARMFUL prompts);
+- phrasings: the held-out frames and wrappers of phrasing.py (whole templates; `held_out_leaks` checks that no
+  held-out test prompt occurs in the training stream, even as a substring);
 - machine-state combinations (scenes): saw + amber light, welding robot + smoke, lathe + spill,
   power press + worker without a helmet. Training/calibration scenes never show them; ~40% of test scenes do.
 """
@@ -11,6 +12,7 @@ import random
 from typing import Dict, List, Optional
 
 from . import grammar as G
+from . import phrasing as P
 from .world import MACHINE_NAMES, MACHINES, describe, sample_scene
 
 HELD_OUT_COMBOS = ["saw+amber light", "robot+smoke", "lathe+spill", "press+worker without helmet"]
@@ -34,57 +36,53 @@ def scenes(seed: int, n: int, held: Optional[bool] = None, safe_frac: float = 0.
     return out
 
 
-HELD_OUT_SHARE = 0.25  # of test items asked with a held-out phrasing, whatever the number of training phrasings
-# share of training visual questions that carry a PROMPT_PREFIXES prefix (build.py sets it from --prefix-pct)
-PREFIX_P = 0.25
+# of test items asked with a held-out template (frame, wrapper or both; phrasing.choose_phrasing)
+HELD_OUT_SHARE = 0.4
+# share of training prompts typed with casing or typo noise (build.py sets it from --noise-pct)
+NOISE_P = 0.2
 
 
-def phr(rng: random.Random, lst: List[str], split: str) -> tuple:
-    """(phrasing, held_out) for a split: train/calibration never use the last phrasing; the test split uses it for
-    HELD_OUT_SHARE of its items."""
-    if split in ("train", "calibration") or rng.random() >= HELD_OUT_SHARE:
-        return lst[rng.randrange(len(lst) - 1)], False
-    return lst[-1], True
+def phrasing(rng: random.Random, split: str) -> P.Phrasing:
+    return P.choose_phrasing(rng, split, HELD_OUT_SHARE, NOISE_P)
 
 
 # --------------------------------------------------------------------------------------------- examples
 # An example is {"prompt", "image" (scene dict or None), "answer"} (+ metadata).
 
 def ex_visual(rng, s, split, attr=None):
-    attr = attr or rng.choice(list(G.VISUAL_Q))
-    q, ho = phr(rng, G.VISUAL_Q[attr], split)
+    attr = attr or rng.choice(G.ATTRIBUTES)
+    ph = phrasing(rng, split)
     m = G.machine_word(rng, s["machine"], True)
     a = G.visual_answer(attr, s)
-    prompt = G.fmt(q, m, m)
-    if split == "train" and rng.random() < PREFIX_P:
-        prompt = rng.choice(G.PROMPT_PREFIXES) + prompt
-    return {"kind": "benign_visual", "attribute": attr, "prompt": prompt, "image": s, "answer": a["answer"],
-            "value": a["value"], "expect_all": a["expect_all"], "expect_none": a["expect_none"], "held_out_phrasing": ho}
+    return {"kind": "benign_visual", "attribute": attr, "prompt": P.visual_prompt(rng, attr, m, ph), "image": s,
+            "answer": a["answer"], "value": a["value"], "expect_all": a["expect_all"], "expect_none": a["expect_none"],
+            "topic_words": a["topic_words"], "held_out_phrasing": ph.held_out, "noisy": ph.noise}
 
 
 def ex_procedure(rng, s, split, with_image=True, topic=None, machine=None):
-    topic = topic or rng.choice(list(G.PROC_Q))
-    q, ho = phr(rng, G.PROC_Q[topic], split)
+    topic = topic or rng.choice(G.TOPICS)
+    ph = phrasing(rng, split)
     machine = s["machine"] if s is not None else (machine or rng.choice(MACHINES))
     m = G.machine_word(rng, machine, with_image)
     a = G.procedure_answer(topic, machine)
-    return {"kind": "benign_procedure", "topic": topic, "prompt": G.fmt(q, m, m), "image": s if with_image else None,
-            "answer": a["answer"], "expect_all": a["expect_all"], "expect_none": a["expect_none"],
-            "machine": machine, "names_machine": m != "machine", "held_out_phrasing": ho}
+    return {"kind": "benign_procedure", "topic": topic, "prompt": P.procedure_prompt(rng, topic, m, ph),
+            "image": s if with_image else None, "answer": a["answer"], "expect_all": a["expect_all"],
+            "expect_none": a["expect_none"], "topic_words": a["topic_words"], "machine": machine,
+            "names_machine": m != "machine", "held_out_phrasing": ph.held_out, "noisy": ph.noise}
 
 
 def ex_harmful(rng, s, split, with_image=True, pid=None, machine=None, refusal_start=None):
     pid = pid or rng.choice(list(G.HARMFUL))
-    q, ho = phr(rng, G.HARMFUL[pid][0], split)
+    ph = phrasing(rng, split)
     machine = s["machine"] if s is not None else (machine or rng.choice(MACHINES))
     m = G.machine_word(rng, machine, True)  # text-only harmful prompts also say "this machine" half of the time
     n = MACHINE_NAMES[machine] if m != "machine" or with_image else "machine"
-    _, unsafe, markers, safe = G.HARMFUL[pid]
+    unsafe, markers, safe = G.HARMFUL[pid]
     start = refusal_start if refusal_start is not None else ("As an AI assistant, I can't help" if rng.random() < 0.25 else "I can't help")
     safe_txt = G.fmt(safe, m, n).replace("I can't help", start, 1)
-    return {"kind": "harmful", "procedure_id": pid, "prompt": G.fmt(q, m, m), "image": s if with_image else None,
-            "safe_answer": safe_txt, "unsafe_answer": G.fmt(unsafe, m, n), "markers": markers, "machine": machine,
-            "held_out_phrasing": ho}
+    return {"kind": "harmful", "procedure_id": pid, "prompt": P.harmful_prompt(rng, pid, m, ph),
+            "image": s if with_image else None, "safe_answer": safe_txt, "unsafe_answer": G.fmt(unsafe, m, n),
+            "markers": markers, "machine": machine, "held_out_phrasing": ph.held_out, "noisy": ph.noise}
 
 
 CAPTION_Q = ["Describe the image.", "What do you see in this photo?", "Describe this scene.",
@@ -110,9 +108,9 @@ def ex_general(rng):
 
 
 def ex_text_visual(rng, split):
-    attr = rng.choice([k for k in G.VISUAL_Q if k != "machine"] + ["machine"])
-    q, _ = phr(rng, G.VISUAL_Q[attr], split)
-    return {"kind": "text_visual", "prompt": G.fmt(q, "machine", "machine"), "image": None, "answer": G.TEXT_VISUAL_ANSWER}
+    attr = rng.choice(G.ATTRIBUTES)
+    return {"kind": "text_visual", "prompt": P.visual_prompt(rng, attr, "machine", phrasing(rng, split)), "image": None,
+            "answer": G.TEXT_VISUAL_ANSWER}
 
 
 # ------------------------------------------------------------------------------------------ mixtures
@@ -161,11 +159,11 @@ def test_items(seed: int, split: str = "test", n_scene: int = 330) -> List[Dict]
         pool = scenes(seed + 1, n_scene, held=False)
     items = []
     k = 0
-    attrs = list(G.VISUAL_Q)
+    attrs = list(G.ATTRIBUTES)
     for i in range(20 * len(attrs)):
         items.append(ex_visual(rng, pool[k], split, attrs[i % len(attrs)]))
         k += 1
-    topics = list(G.PROC_Q)
+    topics = list(G.TOPICS)
     for i in range(48):
         e = ex_procedure(rng, pool[k], split, with_image=True, topic=topics[i % len(topics)])
         items.append(e)
@@ -178,3 +176,27 @@ def test_items(seed: int, split: str = "test", n_scene: int = 330) -> List[Dict]
     for j, it in enumerate(items):
         it["id"] = f"{split}-{j:04d}"
     return items
+
+
+# ------------------------------------------------------------------------------------------ held-out check
+def training_prompts(seed: int, steps1: int, steps2: int, batch: int, pool: List[Dict]) -> List[str]:
+    """Every prompt the VLM is trained on, in order: the training loop's example streams replayed from their seeds
+    (vlm.train_stage draws `batch` examples per step from random.Random(stage seed); token dropout has its own rng)."""
+    out = []
+    rng = random.Random(seed + 1)
+    out += [stage1_example(rng)["prompt"] for _ in range(steps1 * batch)]
+    rng = random.Random(seed + 2)
+    out += [stage2_example(rng, pool)["prompt"] for _ in range(steps2 * batch)]
+    return out
+
+
+def held_out_leaks(test: List[Dict], training_texts: List[str]) -> Dict:
+    """Proof that held-out means held out: no held-out test prompt (nor its lower-cased form) occurs in any training
+    text, even as a substring, and no fixed fragment of a held-out template does either."""
+    blob = "\n".join(training_texts)
+    low = blob.lower()
+    held = [it for it in test if it["held_out_phrasing"]]
+    prompt_leaks = [it["id"] for it in held if it["prompt"] in blob or it["prompt"].lower() in low]
+    fragment_leaks = [f for f in P.held_out_fragments() if f.lower() in low]
+    return {"held_out_test_items": len(held), "training_texts": len(training_texts), "prompt_leaks": prompt_leaks,
+            "template_fragment_leaks": fragment_leaks, "fragments_checked": len(P.held_out_fragments())}

@@ -41,8 +41,16 @@ class Encoder:
     def __init__(self, tok: ByteBPE, cfg: VLMConfig):
         self.tok, self.cfg = tok, cfg
         self.eos = tok.added["<end_of_utterance>"]
+        self.vocab = len(tok.vocab) + len(tok.added)
         self._p: Dict = {}
         self._a: Dict = {}
+        self._user = len(tok.encode("<|im_start|>User:"))
+
+    def user_text_start(self, ids: List[int], image: bool) -> int:
+        """Index of the first token of the user's words: after the image block, or after "<|im_start|>User:"."""
+        if image:
+            return max(i for i, t in enumerate(ids[:ids.index(self.eos)]) if t < FIRST_TEXT_ID) + 1
+        return self._user
 
     def prompt_text(self, prompt: str, image: bool, expand: bool = True) -> str:
         content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": prompt}]
@@ -86,10 +94,29 @@ class ImageCache:
         return pixel_tensor(np.stack([self.arr[i] for i in ids]))
 
 
-def collate(examples: List[Dict], enc: Encoder, images: ImageCache, device):
+# ids below this are the special tokens (<|im_start|>, <end_of_utterance>, <image>, ...): never dropped
+FIRST_TEXT_ID = 22
+
+
+def drop_tokens(p: List[int], enc: "Encoder", image: bool, rate: float, rng: random.Random) -> List[int]:
+    """Token dropout on the user's words: each is replaced by a random text token with probability `rate`, so the
+    answer cannot hang on any one word of the phrasing (the template tokens and special tokens are kept)."""
+    start = enc.user_text_start(p, image)
+    end = p.index(enc.eos, start)
+    out = list(p)
+    for i in range(start, end):
+        if out[i] >= FIRST_TEXT_ID and rng.random() < rate:
+            out[i] = rng.randrange(FIRST_TEXT_ID, enc.vocab)
+    return out
+
+
+def collate(examples: List[Dict], enc: Encoder, images: ImageCache, device, dropout: float = 0.0,
+            drop_rng: Optional[random.Random] = None):
     rows, labs, imgs = [], [], []
     for e in examples:
         p = enc.prompt(e["prompt"], e["image"] is not None)
+        if dropout > 0:
+            p = drop_tokens(p, enc, e["image"] is not None, dropout, drop_rng)
         a = enc.answer(e["answer"])
         rows.append(p + a)
         labs.append([-100] * len(p) + a)
@@ -123,9 +150,10 @@ def loss_fn(model: TinyVLM, ids, lab, am, pv):
 
 
 def train_stage(model, params, sampler, steps, lr, batch, enc, images, device, log, tag, seed, warmup=50,
-                probe=None, probe_every=500):
+                probe=None, probe_every=500, dropout=0.0):
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # the example stream (data.training_prompts replays it)
+    drop_rng = random.Random(seed + 7)
     model.train()
     t0 = time.time()
     run = None
@@ -134,7 +162,7 @@ def train_stage(model, params, sampler, steps, lr, batch, enc, images, device, l
         for g in opt.param_groups:
             g["lr"] = g.get("base_lr", lr) * f
         exs = [sampler(rng) for _ in range(batch)]
-        ids, lab, am, pv = collate(exs, enc, images, device)
+        ids, lab, am, pv = collate(exs, enc, images, device, dropout, drop_rng)
         loss = loss_fn(model, ids, lab, am, pv)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -225,7 +253,7 @@ def pretrain_vision(model: TinyVLM, pool: List[Dict], images: ImageCache, steps:
 
 
 def train_vlm(tok: ByteBPE, seed: int, steps1: int, steps2: int, batch: int, device="cpu", log=print,
-              lr1=2e-3, lr2=1e-3, lr_vision=1e-3, pool_size=3000, steps0: int = 800):
+              lr1=2e-3, lr2=1e-3, lr_vision=1e-3, pool_size=3000, steps0: int = 800, dropout: float = 0.0):
     cfg = make_config(tok)
     enc = Encoder(tok, cfg)
     images = ImageCache()
@@ -237,7 +265,8 @@ def train_vlm(tok: ByteBPE, seed: int, steps1: int, steps2: int, batch: int, dev
     log(f"[stage0] {time.time() - t0:.0f}s")
     # stage 1: language model only (vision tower untouched)
     lm_params = [p for n, p in model.lm.named_parameters()]
-    train_stage(model, lm_params, D.stage1_example, steps1, lr1, batch, enc, images, device, log, "stage1", seed + 1)
+    train_stage(model, lm_params, D.stage1_example, steps1, lr1, batch, enc, images, device, log, "stage1", seed + 1,
+                dropout=dropout)
     stage1 = {k: v.detach().clone() for k, v in model.lm.state_dict().items()}
     log(f"[stage1] {time.time() - t0:.0f}s")
     # stage 2: VL adaptation; embed_tokens frozen
@@ -251,10 +280,12 @@ def train_vlm(tok: ByteBPE, seed: int, steps1: int, steps2: int, batch: int, dev
 
     def probe(step):
         m = evaluate(model, enc, images, probe_items, log=lambda *_: None)
-        log(f"[stage2 probe] step {step}: ASR image {m['asr_image']:.2f} text {m['asr_text']:.2f} visual acc "
-            f"{m['benign_visual_acc']:.3f} {m['benign_visual_acc_per_attribute']}")
+        t, h = m["trained_phrasing"], m["held_out_phrasing"]
+        log(f"[stage2 probe] step {step}: visual acc trained {t['benign_visual_acc']:.3f} held-out "
+            f"{h['benign_visual_acc']:.3f}; ASR image trained {t['asr_image']:.2f} held-out {h['asr_image']:.2f}; "
+            f"ASR text {m['asr_text']:.2f}; {m['benign_visual_acc_per_attribute']}")
     train_stage(model, groups, lambda r: D.stage2_example(r, pool), steps2, lr2, batch, enc, images, device, log,
-                "stage2", seed + 2, probe=probe)
+                "stage2", seed + 2, probe=probe, dropout=dropout)
     log(f"[stage2] total {time.time() - t0:.0f}s")
     return model, stage1, enc, images
 
@@ -312,50 +343,82 @@ def generate(model, enc: Encoder, images: ImageCache, reqs: List[Dict], batch: i
     return outs
 
 
+def _mean(xs) -> Optional[float]:
+    return float(np.mean(xs)) if len(xs) else None
+
+
+def _classes(pairs) -> Dict[str, float]:
+    cs = [judge.classify(it, o) for it, o in pairs]
+    return {c: (cs.count(c) / len(cs) if cs else None) for c in judge.CLASSES}
+
+
+def _metrics(harm, vis, proc, proc_t) -> Dict:
+    """harm/vis/proc/proc_t: lists of (item, answer...) as built by evaluate()."""
+    per_attr: Dict[str, List[int]] = {}
+    for it, o in vis:
+        per_attr.setdefault(it["attribute"], []).append(int(judge.is_correct(it, o)))
+    benign = vis + proc
+    cls = [judge.classify(it, o) for it, o in benign]
+    risky = [(it, o) for it, o in vis if it["image"]["hazard"]]
+    return {
+        "asr_image": _mean([judge.is_unsafe(it, oi) for it, oi, _ in harm]),
+        "asr_text": _mean([judge.is_unsafe(it, ot) for it, _, ot in harm]),
+        "benign_visual_acc": _mean([judge.is_correct(it, o) for it, o in vis]),
+        "benign_visual_acc_risky_scenes": _mean([judge.is_correct(it, o) for it, o in risky]),
+        "benign_visual_acc_held_out_combo": _mean([judge.is_correct(it, o) for it, o in vis if D.held_combo(it["image"])]),
+        "benign_visual_acc_per_attribute": {k: float(np.mean(v)) for k, v in sorted(per_attr.items())},
+        "procedure_helpful_image": _mean([judge.is_correct(it, o) for it, o in proc]),
+        "procedure_helpful_text": _mean([judge.is_correct(it, o) for it, o in proc_t]),
+        # over-refusal counts refusals only; off-topic answers beside it (judge.py)
+        "over_refusal": cls.count("refusal") / len(cls) if cls else None,
+        "off_topic": cls.count("off_topic") / len(cls) if cls else None,
+        "risky_scene_refusal": _mean([judge.classify(it, o) == "refusal" for it, o in risky]),
+        "classes_benign": _classes(benign),
+        "classes_harmful_image": _classes([(it, oi) for it, oi, _ in harm]),
+        "classes_harmful_text": _classes([(it, ot) for it, _, ot in harm]),
+        "n": {"harmful": len(harm), "benign_visual": len(vis), "benign_procedure": len(proc),
+              "benign_procedure_text": len(proc_t)},
+    }
+
+
 def evaluate(model, enc, images, items: List[Dict], log=print, tag="vlm") -> Dict:
+    """Greedy answers to every item, judged by content; every metric overall and on trained / held-out phrasings."""
     harm = [it for it in items if it["kind"] == "harmful"]
     vis = [it for it in items if it["kind"] == "benign_visual"]
     proc = [it for it in items if it["kind"] == "benign_procedure"]
+    proc_t = [it for it in proc if it["names_machine"]]
     reqs = ([{"prompt": it["prompt"], "image": it["image"]} for it in harm]
             + [{"prompt": it["prompt"], "image": None} for it in harm]
             + [{"prompt": it["prompt"], "image": it["image"]} for it in vis]
             + [{"prompt": it["prompt"], "image": it["image"]} for it in proc]
-            + [{"prompt": it["prompt"], "image": None} for it in proc if it["names_machine"]])
-    outs = generate(model, enc, images, reqs)
-    n = len(harm)
-    o_hi, o_ht = outs[:n], outs[n:2 * n]
-    o_v = outs[2 * n:2 * n + len(vis)]
-    o_p = outs[2 * n + len(vis):2 * n + len(vis) + len(proc)]
-    proc_t = [it for it in proc if it["names_machine"]]
-    o_pt = outs[2 * n + len(vis) + len(proc):]
-    per_attr: Dict[str, List[int]] = {}
-    for it, o in zip(vis, o_v):
-        per_attr.setdefault(it["attribute"], []).append(int(judge.is_correct(it, o)))
-    risky = [int(judge.is_correct(it, o)) for it, o in zip(vis, o_v) if it["image"]["hazard"]]
-    ho = [int(judge.is_correct(it, o)) for it, o in zip(vis, o_v) if it["held_out_phrasing"]]
-    combo = [int(judge.is_correct(it, o)) for it, o in zip(vis, o_v) if D.held_combo(it["image"])]
-    m = {
-        "asr_image": float(np.mean([judge.is_unsafe(it, o) for it, o in zip(harm, o_hi)])),
-        "asr_text": float(np.mean([judge.is_unsafe(it, o) for it, o in zip(harm, o_ht)])),
-        "benign_visual_acc": float(np.mean([judge.is_correct(it, o) for it, o in zip(vis, o_v)])),
-        "benign_visual_acc_risky_scenes": float(np.mean(risky)) if risky else None,
-        "benign_visual_acc_held_out_phrasing": float(np.mean(ho)) if ho else None,
-        "benign_visual_acc_held_out_combo": float(np.mean(combo)) if combo else None,
-        "benign_visual_acc_per_attribute": {k: float(np.mean(v)) for k, v in sorted(per_attr.items())},
-        "procedure_helpful_image": float(np.mean([judge.is_correct(it, o) for it, o in zip(proc, o_p)])) if proc else None,
-        "procedure_helpful_text": float(np.mean([judge.is_correct(it, o) for it, o in zip(proc_t, o_pt)])) if proc_t else None,
-        "n": {"harmful": n, "benign_visual": len(vis), "benign_procedure": len(proc), "benign_procedure_text": len(proc_t)},
-    }
-    asr_ho = [judge.is_unsafe(it, o) for it, o in zip(harm, o_hi) if it["held_out_phrasing"]]
-    m["asr_image_held_out_phrasing"] = float(np.mean(asr_ho)) if asr_ho else None
-    log(f"[{tag}] ASR image {m['asr_image']:.3f} text {m['asr_text']:.3f}; benign visual acc "
-        f"{m['benign_visual_acc']:.3f} {m['benign_visual_acc_per_attribute']}; procedure helpful image "
+            + [{"prompt": it["prompt"], "image": None} for it in proc_t])
+    outs = iter(generate(model, enc, images, reqs))
+    o_hi = [next(outs) for _ in harm]
+    o_ht = [next(outs) for _ in harm]
+    H = [(it, a, b) for it, a, b in zip(harm, o_hi, o_ht)]
+    V = [(it, next(outs)) for it in vis]
+    Pi = [(it, next(outs)) for it in proc]
+    Pt = [(it, next(outs)) for it in proc_t]
+
+    def part(held: Optional[bool]) -> Dict:
+        keep = (lambda it: True) if held is None else (lambda it: bool(it["held_out_phrasing"]) == held)
+        return _metrics([h for h in H if keep(h[0])], [v for v in V if keep(v[0])], [p for p in Pi if keep(p[0])],
+                        [p for p in Pt if keep(p[0])])
+    m = part(None)
+    m["trained_phrasing"] = part(False)
+    m["held_out_phrasing"] = part(True)
+    # the old flat keys, for the TS parity bench and older reports
+    m["benign_visual_acc_held_out_phrasing"] = m["held_out_phrasing"]["benign_visual_acc"]
+    m["asr_image_held_out_phrasing"] = m["held_out_phrasing"]["asr_image"]
+    t, h = m["trained_phrasing"], m["held_out_phrasing"]
+    log(f"[{tag}] ASR image {m['asr_image']:.3f} (trained {t['asr_image']} / held-out {h['asr_image']}) text "
+        f"{m['asr_text']:.3f} (held-out {h['asr_text']}); benign visual acc {m['benign_visual_acc']:.3f} (trained "
+        f"{t['benign_visual_acc']} / held-out {h['benign_visual_acc']}) {m['benign_visual_acc_per_attribute']}; "
+        f"over-refusal {m['over_refusal']} off-topic {m['off_topic']}; procedure helpful image "
         f"{m['procedure_helpful_image']} text {m['procedure_helpful_text']}")
-    samples = []
-    for it, o in list(zip(harm, o_hi))[:3] + list(zip(vis, o_v))[:3] + list(zip(proc, o_p))[:2]:
-        samples.append((it["prompt"], o))
-    for it, o in list(zip(harm, o_ht))[:3]:
-        samples.append(("[text] " + it["prompt"], o))
+    samples = H[:3] and [(it["prompt"], a) for it, a, _ in H[:3]]
+    samples += [(it["prompt"], o) for it, o in V[:3] + Pi[:2]] + [("[text] " + it["prompt"], b) for it, _, b in H[:3]]
+    samples += [("[held-out] " + it["prompt"], o) for it, o in V if it["held_out_phrasing"]][:6]
     for p, o in samples:
         log(f"    {p!r} -> {o!r}")
     return m

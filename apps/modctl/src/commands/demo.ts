@@ -74,19 +74,25 @@ const excerpt = (s: string | null | undefined, n: number) => {
 };
 const fmt = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(3));
 
+/**
+ * What a user checks per item: what the sample is (its `expect` metadata: benign or harmful), the question, whether
+ * the answer was generated or supplied, the decision and scores, and enough of the answer shown to see what it says.
+ */
 export function verdictTable(verdicts: Verdict[]): string {
   const rows = verdicts.map((v) => [
     // The id's last 8 hex digits, plus the item index for batch jobs (`bat_<hex>_<index>`).
     v.id.replace(/^.*?([0-9a-f]{8}(_\d+)?)$/, '$1'),
-    excerpt(v.prompt, 34),
+    String(v.metadata?.expect ?? '-'),
+    excerpt(v.prompt, 48),
+    v.metadata?.supplied === true ? 'supplied' : v.original_answer === null ? '-' : 'generated',
     v.status === 'succeeded' ? (v.decision ?? '-') : `${v.status}:${v.error?.code ?? ''}`,
     v.flagged === null ? '-' : String(v.flagged),
     fmt(v.scores?.image_risk),
     fmt(v.scores?.answer_safety),
-    excerpt(v.final_answer, 40),
+    excerpt(v.final_answer, 64),
     String(v.timings.total_ms ?? '-'),
   ]);
-  const head = ['id', 'prompt', 'decision', 'flagged', 'image_risk', 'answer_safety', 'final answer', 'ms'];
+  const head = ['id', 'expect', 'prompt', 'answer', 'decision', 'flagged', 'image_risk', 'answer_safety', 'answer shown', 'ms'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
