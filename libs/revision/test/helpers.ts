@@ -21,6 +21,7 @@ export function modelInfo(over: Partial<ModelInfo> = {}): ModelInfo {
     vocabSize: 10,
     executionProvider: 'cpu',
     revisable: true,
+    decoder: { ioType: 'float32', groupQueryAttention: false },
     ...over,
   };
 }

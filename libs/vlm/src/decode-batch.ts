@@ -1,4 +1,4 @@
-import { KvCache } from './kv-cache';
+import { type GatherSource, KvCache } from './kv-cache';
 import type { ForwardOutput, RevisionInputs, VlmModel } from './vlm-model';
 import type { RevisionFeed, TapFrame } from './types';
 
@@ -22,7 +22,10 @@ export function checkRevisionFeed(model: VlmModel, feed: RevisionFeed | undefine
     throw new RangeError(`revision.head has ${feed.head.length} values, the model needs ${headSize} (layers x heads x head_dim)`);
 }
 
-/** One row of a batch: its revision, how many leading cache columns it masks out, and its next position id. */
+/**
+ * One row of a batch: its revision, how many cache columns it does not use (leading ones when rows are right-aligned,
+ * trailing ones when packed from column 0 for GroupQueryAttention), and its next position id.
+ */
 interface BatchRow {
   feed?: RevisionFeed;
   pad: number;
@@ -46,6 +49,13 @@ export function tapFrame(model: VlmModel, out: ForwardOutput, row: number): TapF
  * every row's last position is a real token and rows of any length share one forward call; each keeps its own
  * position ids and revision vectors. Rows join (`join`) and leave (`keep`) between steps: the cache is regathered,
  * right-aligned, and the columns no remaining row attends to are cut away.
+ *
+ * GroupQueryAttention decoders (onnxruntime-genai) cannot take left padding: GQA reads each row's valid length from
+ * seqlens_k = sum(mask) - 1, rotates by positions counted from column 0, and appends the new key/value at column
+ * seqlens_k. For them (`decoderIo.cacheAlignment` 'left') rows are packed from column 0 and padded on the right: a
+ * step's mask is ones over the row's own columns then zeros, and GQA writes each row's token right after its own
+ * positions. A padded prefill would put a short row's last token before the end, where the last-position logits and
+ * taps are read, so their prompts of different lengths prefill in one call per length and then join.
  */
 export class DecodeBatch {
   private revisionVectors?: { layer: Float32Array; head: Float32Array } | null;
@@ -76,6 +86,7 @@ export class DecodeBatch {
     lengths: number[],
     feeds: (RevisionFeed | undefined)[],
   ): Promise<{ batch: DecodeBatch; out: ForwardOutput; seq: number }> {
+    if (model.decoderIo.cacheAlignment === 'left' && new Set(lengths).size > 1) return DecodeBatch.prefillByLength(model, prompts, lengths, feeds);
     const { layers, headDim, kvHeads } = model.pack.text;
     const hidden = model.hidden;
     const size = prompts.length;
@@ -93,11 +104,60 @@ export class DecodeBatch {
         positions[r * seq + p] = BigInt(real ? p - row.pad : 1);
       }
     });
-    const batch = new DecodeBatch(model, rows, KvCache.empty(layers, size, kvHeads, headDim));
+    const batch = new DecodeBatch(model, rows, KvCache.empty(layers, size, kvHeads, headDim, model.decoderIo.cache));
     const revision = batch.revision(seq, (r, p) => prefillMask(rows[r].feed!.positions, rows[r].pad, seq, p));
     const out = await model.forward({ batch: size, seq, embeds, attentionMask: attention, positionIds: positions, cache: batch.cacheState, revision });
     batch.cacheState = out.cache;
     return { batch, out, seq };
+  }
+
+  /**
+   * Packed (GroupQueryAttention) rows of different lengths: each length prefills unpadded, and the rows join packed
+   * from column 0. The output holds one position per row (its last), so `seq` is 1.
+   */
+  private static async prefillByLength(
+    model: VlmModel,
+    prompts: Float32Array[],
+    lengths: number[],
+    feeds: (RevisionFeed | undefined)[],
+  ): Promise<{ batch: DecodeBatch; out: ForwardOutput; seq: number }> {
+    const vocab = model.pack.text.vocabSize;
+    const byLength = new Map<number, number[]>();
+    lengths.forEach((n, i) => byLength.set(n, [...(byLength.get(n) ?? []), i]));
+    const size = prompts.length;
+    const logits = new Float32Array(size * vocab);
+    const taps: (TapFrame | undefined)[] = new Array(size);
+    const sources: GatherSource[] = new Array(size);
+    for (const [n, members] of byLength) {
+      const group = await DecodeBatch.prefill(
+        model,
+        members.map((i) => prompts[i]),
+        members.map(() => n),
+        members.map((i) => feeds[i]),
+      );
+      members.forEach((i, k) => {
+        logits.set(group.out.logits.subarray((k * n + n - 1) * vocab, (k * n + n) * vocab), i * vocab);
+        if (group.out.tapLayer) taps[i] = tapFrame(model, group.out, k);
+        sources[i] = { cache: group.batch.cacheState, row: k, from: 0 };
+      });
+    }
+    const length = Math.max(...lengths);
+    const rows = lengths.map((n, i) => ({ feed: feeds[i], pad: length - n, nextPosition: n }));
+    const batch = new DecodeBatch(model, rows, KvCache.gather(sources, length, 'left'));
+    const joined = (pick: (t: TapFrame) => Float32Array) => (taps[0] ? concat(taps.map((t) => pick(t!))) : undefined);
+    const out: ForwardOutput = { logits, cache: batch.cacheState, tapLayer: joined((t) => t.layer), tapHead: joined((t) => t.head) };
+    return { batch, out, seq: 1 };
+  }
+
+  private get packed(): boolean {
+    return this.model.decoderIo.cacheAlignment === 'left';
+  }
+
+  /** Row `r`'s own columns of the current cache, as a gather source. */
+  private span(r: number): GatherSource {
+    const { pad } = this.rows[r];
+    const take = this.length - pad;
+    return { cache: this.cacheState, row: r, from: this.packed ? 0 : pad, take };
   }
 
   /** `n` rows continuing one unpadded single-row cache (the candidates of a best-of-N fork). */
@@ -142,8 +202,11 @@ export class DecodeBatch {
     const positions = new BigInt64Array(size);
     const width = this.cacheState.length + 1;
     const attention = new BigInt64Array(size * width);
+    const packed = this.packed;
     this.rows.forEach((row, r) => {
-      attention.fill(1n, r * width + row.pad, (r + 1) * width);
+      // Packed rows: ones over the row's own columns and the new one, so sum - 1 is the column GQA writes it to.
+      if (packed) attention.fill(1n, r * width, (r + 1) * width - row.pad);
+      else attention.fill(1n, r * width + row.pad, (r + 1) * width);
       positions[r] = BigInt(row.nextPosition++);
     });
     const revision = this.revision(1, () => 1);
@@ -161,13 +224,10 @@ export class DecodeBatch {
       return;
     }
     const length = Math.max(this.length, other.length);
-    const sources = [
-      ...this.rows.map((_, r) => ({ cache: this.cacheState, row: r, from: 0 })),
-      ...other.rows.map((_, r) => ({ cache: other.cacheState, row: r, from: 0 })),
-    ];
+    const sources = [...this.rows.map((_, r) => this.span(r)), ...other.rows.map((_, r) => other.span(r))];
     const grow = (batch: DecodeBatch) => batch.rows.map((row) => ({ ...row, pad: row.pad + length - batch.length }));
     this.rows = [...grow(this), ...grow(other)];
-    this.cacheState = KvCache.gather(sources, length);
+    this.cacheState = KvCache.gather(sources, length, this.model.decoderIo.cacheAlignment);
     this.revisionVectors = undefined;
   }
 
@@ -178,21 +238,32 @@ export class DecodeBatch {
     if (indices.length === 0) {
       const { layers, headDim, kvHeads } = this.model.pack.text;
       this.rows = [];
-      this.cacheState = KvCache.empty(layers, 0, kvHeads, headDim);
+      this.cacheState = KvCache.empty(layers, 0, kvHeads, headDim, this.model.decoderIo.cache);
       return;
     }
     const cut = Math.min(...indices.map((r) => this.rows[r].pad));
     const length = this.length - cut;
     this.cacheState = KvCache.gather(
-      indices.map((r) => ({ cache: this.cacheState, row: r, from: cut })),
+      indices.map((r) => this.span(r)),
       length,
+      this.model.decoderIo.cacheAlignment,
     );
     this.rows = indices.map((r) => ({ ...this.rows[r], pad: this.rows[r].pad - cut }));
   }
 
   /** Row `r`'s own positions as an unpadded single-row cache, and its next position id. */
   takeRow(r: number): { cache: KvCache; nextPosition: number } {
-    const row = this.rows[r];
-    return { cache: KvCache.gather([{ cache: this.cacheState, row: r, from: row.pad }], this.length - row.pad), nextPosition: row.nextPosition };
+    const span = this.span(r);
+    return { cache: KvCache.gather([span], span.take!), nextPosition: this.rows[r].nextPosition };
   }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

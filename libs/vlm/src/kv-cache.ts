@@ -1,6 +1,35 @@
 import { Tensor } from 'onnxruntime-node';
 
 /**
+ * Element type of the cache tensors, as the decoder declares `past_key_values.*`. A float16 cache stays float16 (raw
+ * bits in a Uint16Array, as onnxruntime-node takes float16): the cache is only ever copied, never computed on here, so
+ * converting it every step would cost time and buy nothing.
+ */
+export type CacheElementType = 'float32' | 'float16';
+
+type CacheData = Float32Array | Uint16Array;
+
+function allocate(type: CacheElementType, n: number): CacheData {
+  return type === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+}
+
+/**
+ * Where a row's positions sit in the cache columns. 'right': right-aligned, the leading columns masked out (left
+ * padding, what HF and transformers.js do with explicit position_ids). 'left': packed from column 0, the trailing
+ * columns unused (right padding, what GroupQueryAttention expects: it reads a row's valid length from seqlens_k and
+ * writes the new token's key/value at that column, ignoring the mask's layout).
+ */
+export type CacheAlignment = 'right' | 'left';
+
+/** One row of a gathered cache: `cache`'s row `row`, `take` positions from column `from` (default: to the end). */
+export interface GatherSource {
+  cache: KvCache;
+  row: number;
+  from: number;
+  take?: number;
+}
+
+/**
  * The decoder's key/value cache: per layer a key and a value tensor of [batch, kvHeads, length, headDim],
  * exactly the `present.N.*` outputs of the last call, fed back as `past_key_values.N.*`.
  */
@@ -11,68 +40,70 @@ export class KvCache {
     readonly length: number,
     readonly kvHeads: number,
     readonly headDim: number,
+    readonly type: CacheElementType,
   ) {}
 
-  static empty(layers: number, batch: number, kvHeads: number, headDim: number): KvCache {
-    const tensors = Array.from({ length: 2 * layers }, () => new Tensor('float32', new Float32Array(0), [batch, kvHeads, 0, headDim]));
-    return new KvCache(tensors, batch, 0, kvHeads, headDim);
+  static empty(layers: number, batch: number, kvHeads: number, headDim: number, type: CacheElementType = 'float32'): KvCache {
+    const tensors = Array.from({ length: 2 * layers }, () => new Tensor(type, allocate(type, 0), [batch, kvHeads, 0, headDim]));
+    return new KvCache(tensors, batch, 0, kvHeads, headDim, type);
   }
 
   static fromPresent(tensors: Tensor[], kvHeads: number, headDim: number): KvCache {
     const [batch, , length] = tensors[0].dims as number[];
-    return new KvCache(tensors, batch, length, kvHeads, headDim);
+    return new KvCache(tensors, batch, length, kvHeads, headDim, tensors[0].type === 'float16' ? 'float16' : 'float32');
   }
 
   /**
-   * A new cache whose row i is `sources[i].cache`'s row `sources[i].row` from position `from` on, right-aligned to
-   * `length` (left-padded with zeros). This is how continuous batching joins rows of different lengths into one
-   * batch, drops finished rows, and trims leading columns every remaining row masks out; the padding is masked
-   * by the attention mask, so a row's attention sees exactly its own positions wherever it sits.
+   * A new cache whose row i is `sources[i]`'s positions, aligned to `length` columns: right-aligned (left-padded with
+   * zeros) by default, or packed from column 0 (`align` 'left'). This is how continuous batching joins rows of
+   * different lengths into one batch, drops finished rows, and trims columns every remaining row masks out; the
+   * padding is masked by the attention mask (or, left-aligned, lies past the row's seqlens_k), so a row's attention
+   * sees exactly its own positions wherever it sits.
    */
-  static gather(sources: readonly { cache: KvCache; row: number; from: number }[], length: number): KvCache {
+  static gather(sources: readonly GatherSource[], length: number, align: CacheAlignment = 'right'): KvCache {
     const first = sources[0].cache;
-    const { kvHeads, headDim: d } = first;
+    const { kvHeads, headDim: d, type } = first;
     const n = sources.length;
     const tensors = first.tensors.map((_, t) => {
-      const out = new Float32Array(n * kvHeads * length * d);
-      sources.forEach(({ cache, row, from }, i) => {
-        const src = cache.tensors[t].data as Float32Array;
-        const take = cache.length - from;
+      const out = allocate(type, n * kvHeads * length * d);
+      sources.forEach(({ cache, row, from, take = cache.length - from }, i) => {
+        const src = cache.tensors[t].data as CacheData;
         if (take > length) throw new RangeError(`row of ${take} positions does not fit a cache of ${length}`);
+        const to = align === 'right' ? length - take : 0;
         for (let h = 0; h < kvHeads; h++) {
           const at = ((row * kvHeads + h) * cache.length + from) * d;
-          out.set(src.subarray(at, at + take * d), ((i * kvHeads + h) * length + length - take) * d);
+          out.set(src.subarray(at, at + take * d), ((i * kvHeads + h) * length + to) * d);
         }
       });
-      return new Tensor('float32', out, [n, kvHeads, length, d]);
+      return new Tensor(type, out, [n, kvHeads, length, d]);
     });
-    return new KvCache(tensors, n, length, kvHeads, d);
+    return new KvCache(tensors, n, length, kvHeads, d, type);
   }
 
   /** `n` copies of one row: candidates of best-of-N share the prefix's cache instead of recomputing it. */
   repeatRow(row: number, n: number): KvCache {
     const rowSize = this.kvHeads * this.length * this.headDim;
     const tensors = this.tensors.map((t) => {
-      const src = (t.data as Float32Array).subarray(row * rowSize, (row + 1) * rowSize);
-      const out = new Float32Array(n * rowSize);
+      const src = (t.data as CacheData).subarray(row * rowSize, (row + 1) * rowSize);
+      const out = allocate(this.type, n * rowSize);
       for (let j = 0; j < n; j++) out.set(src, j * rowSize);
-      return new Tensor('float32', out, [n, this.kvHeads, this.length, this.headDim]);
+      return new Tensor(this.type, out, [n, this.kvHeads, this.length, this.headDim]);
     });
-    return new KvCache(tensors, n, this.length, this.kvHeads, this.headDim);
+    return new KvCache(tensors, n, this.length, this.kvHeads, this.headDim, this.type);
   }
 
   /** One row, cut to its first `length` positions (rows of a candidate batch end at different lengths). */
   takeRow(row: number, length: number): KvCache {
     const d = this.headDim;
     const tensors = this.tensors.map((t) => {
-      const src = t.data as Float32Array;
-      const out = new Float32Array(this.kvHeads * length * d);
+      const src = t.data as CacheData;
+      const out = allocate(this.type, this.kvHeads * length * d);
       for (let h = 0; h < this.kvHeads; h++) {
         const from = (row * this.kvHeads + h) * this.length * d;
         out.set(src.subarray(from, from + length * d), h * length * d);
       }
-      return new Tensor('float32', out, [1, this.kvHeads, length, d]);
+      return new Tensor(this.type, out, [1, this.kvHeads, length, d]);
     });
-    return new KvCache(tensors, 1, length, this.kvHeads, this.headDim);
+    return new KvCache(tensors, 1, length, this.kvHeads, this.headDim, this.type);
   }
 }

@@ -50,6 +50,7 @@ export class LocalVlmEngine implements VlmEngine {
       vocabSize,
       executionProvider: model.executionProvider,
       revisable: model.revisable,
+      decoder: { ioType: model.decoderIo.embeds, groupQueryAttention: model.decoderIo.groupQueryAttention },
     };
     return new LocalVlmEngine(model, new GenerationRuntime(model, processor, options.scheduler), info);
   }

@@ -99,6 +99,19 @@ export interface ModelInfo {
   executionProvider: string;
   /** Whether the decoder carries revision inputs and tap outputs. */
   revisable: boolean;
+  /** How the runtime feeds the decoder, read from the session's declared I/O and the graph. */
+  decoder: DecoderFeedInfo;
+}
+
+export interface DecoderFeedInfo {
+  /** float16 where the decoder declares float16 inputs_embeds and KV cache (optimum --fp16): converted at the session boundary. */
+  ioType: 'float32' | 'float16';
+  /**
+   * The decoder attends through GroupQueryAttention (onnxruntime-genai): batched rows are packed from cache column 0
+   * and right-padded, since GQA reads positions and the valid length from seqlens_k; prompts of different lengths
+   * then prefill in one call per length.
+   */
+  groupQueryAttention: boolean;
 }
 
 /** Streaming callback: one call per generated token of request `index` in the batch. */

@@ -1,5 +1,7 @@
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
-import { KvCache } from './kv-cache';
+import { readModel } from '@libs/onnx-graph';
+import { fromHalfArray, toHalfArray } from './float16';
+import { type CacheAlignment, type CacheElementType, KvCache } from './kv-cache';
 import { loadVlmPack, type VlmPack } from './pack';
 import { openSession, type SessionOptions } from './sessions';
 import type { PixelFrames } from './image-processor';
@@ -28,6 +30,66 @@ export interface ForwardOutput {
   tapHead?: Float32Array; // [batch * layers * heads * headDim]
 }
 
+/** What the runtime must know of a decoder's I/O to feed it, read from the session and graph, never from names. */
+export interface DecoderIo {
+  /** Element type of inputs_embeds and past_key_values.* as declared (optimum --fp16 exports declare float16). */
+  embeds: CacheElementType;
+  cache: CacheElementType;
+  /** Whether the decoder takes position_ids (onnxruntime-genai decoders derive positions from the mask). */
+  positionIds: boolean;
+  /**
+   * The decoder attends through GroupQueryAttention (found as a node of the graph): it takes each row's valid length
+   * from seqlens_k (= sum(attention_mask) - 1) and writes the new key/value at that column, so it is only correct on
+   * rows packed from column 0 (right padding); a left-padded row would get wrong positions and attend to padding.
+   */
+  groupQueryAttention: boolean;
+  /** How DecodeBatch lays rows out in the cache: 'left' (packed) for GroupQueryAttention, else 'right'. */
+  cacheAlignment: CacheAlignment;
+}
+
+const declaredFloat16 = new WeakMap<InferenceSession, Set<string>>();
+
+/** Element types the runtime converts at the session boundary; anything else is fed as declared (float32). */
+function floatType(session: InferenceSession, name: string, side: 'input' | 'output'): CacheElementType {
+  let declared = declaredFloat16.get(session);
+  if (!declared) {
+    // Read once per session: the metadata getters build their arrays anew, and forward asks every step.
+    declared = new Set();
+    for (const [s, list] of [
+      ['input', session.inputMetadata],
+      ['output', session.outputMetadata],
+    ] as const) {
+      for (const m of list) if (m.isTensor && m.type === 'float16') declared.add(`${s}:${m.name}`);
+    }
+    declaredFloat16.set(session, declared);
+  }
+  return declared.has(`${side}:${name}`) ? 'float16' : 'float32';
+}
+
+/** A float tensor of the type the session declares for `name`: float16 inputs get the values rounded to half. */
+function floatFeed(session: InferenceSession, name: string, data: Float32Array, dims: number[]): Tensor {
+  return floatType(session, name, 'input') === 'float16' ? new Tensor('float16', toHalfArray(data), dims) : new Tensor('float32', data, dims);
+}
+
+/** A float output as float32 values, whatever its declared type. */
+function floatValues(t: Tensor): Float32Array {
+  return t.type === 'float16' ? fromHalfArray(t.data as Uint16Array) : (t.data as Float32Array);
+}
+
+function decoderIo(session: InferenceSession, path: string): DecoderIo {
+  const positionIds = session.inputNames.includes('position_ids');
+  // Only a decoder without position_ids can be a GroupQueryAttention one (GQA derives positions itself), so the
+  // graph is read only then: optimum exports never pay for the parse. readModel does not load external data.
+  const groupQueryAttention = !positionIds && readModel(path).graph.node.some((n) => n.op_type === 'GroupQueryAttention');
+  return {
+    embeds: floatType(session, 'inputs_embeds', 'input'),
+    cache: floatType(session, 'past_key_values.0.key', 'input'),
+    positionIds,
+    groupQueryAttention,
+    cacheAlignment: groupQueryAttention ? 'left' : 'right',
+  };
+}
+
 // Below this many floats the whole embedding table is read once and token embedding becomes a copy,
 // saving one session call per decode step; larger vocabularies (real SmolVLM: 49k x 576) keep the session.
 const EMBEDDING_TABLE_MAX_FLOATS = 16 * 1024 * 1024;
@@ -46,15 +108,25 @@ export class VlmModel {
     private readonly vision: InferenceSession | undefined,
     readonly executionProvider: string,
     readonly revisable: boolean,
+    readonly decoderIo: DecoderIo,
   ) {}
 
   static async open(packDir: string, options: SessionOptions & { revisable?: boolean } = {}): Promise<VlmModel> {
     const pack = loadVlmPack(packDir);
     const useRevisable = options.revisable !== false && pack.files.revisableDecoder !== undefined;
-    const decoder = await openSession(useRevisable ? pack.files.revisableDecoder! : pack.files.decoder, options);
+    const decoderPath = useRevisable ? pack.files.revisableDecoder! : pack.files.decoder;
+    const decoder = await openSession(decoderPath, options);
     const embed = await openSession(pack.files.embedTokens, options);
     const vision = pack.files.visionEncoder ? await openSession(pack.files.visionEncoder, options) : undefined;
-    const model = new VlmModel(pack, decoder.session, embed.session, vision?.session, decoder.executionProvider, useRevisable);
+    const model = new VlmModel(
+      pack,
+      decoder.session,
+      embed.session,
+      vision?.session,
+      decoder.executionProvider,
+      useRevisable,
+      decoderIo(decoder.session, decoderPath),
+    );
     await model.loadEmbeddingTable();
     return model;
   }
@@ -68,7 +140,7 @@ export class VlmModel {
     if (vocabSize * hidden > EMBEDDING_TABLE_MAX_FLOATS) return;
     const ids = BigInt64Array.from({ length: vocabSize }, (_, i) => BigInt(i));
     const out = await this.embed.run({ input_ids: new Tensor('int64', ids, [1, vocabSize]) });
-    this.table = out.inputs_embeds.data as Float32Array;
+    this.table = floatValues(out.inputs_embeds);
   }
 
   /** Token embeddings for `ids`, written into `out` at `offset` (in floats). */
@@ -79,7 +151,7 @@ export class VlmModel {
       return;
     }
     const result = await this.embed.run({ input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]) });
-    out.set(result.inputs_embeds.data as Float32Array, offset);
+    out.set(floatValues(result.inputs_embeds), offset);
   }
 
   /** Image features [frames * imageSeqLen * hidden], in the order the prompt's image tokens appear. */
@@ -90,14 +162,14 @@ export class VlmModel {
     const data = new Float32Array(n * plane);
     pixels.frames.forEach((f, i) => data.set(f, i * plane));
     const feeds: Record<string, Tensor> = {
-      pixel_values: new Tensor('float32', data, [1, n, 3, pixels.height, pixels.width]),
+      pixel_values: floatFeed(this.vision, 'pixel_values', data, [1, n, 3, pixels.height, pixels.width]),
     };
     if (this.vision.inputNames.includes('pixel_attention_mask')) {
       const mask = new Uint8Array(n * pixels.height * pixels.width).fill(1);
       feeds.pixel_attention_mask = new Tensor('bool', mask, [1, n, pixels.height, pixels.width]);
     }
     const out = await this.vision.run(feeds);
-    return out.image_features.data as Float32Array;
+    return floatValues(out.image_features);
   }
 
   async forward(input: ForwardInput): Promise<ForwardOutput> {
@@ -105,20 +177,21 @@ export class VlmModel {
     const { batch, seq } = input;
     const past = input.cache.length;
     const feeds: Record<string, Tensor> = {
-      inputs_embeds: new Tensor('float32', input.embeds, [batch, seq, hidden]),
+      inputs_embeds: floatFeed(this.decoder, 'inputs_embeds', input.embeds, [batch, seq, hidden]),
       attention_mask: new Tensor('int64', input.attentionMask, [batch, past + seq]),
     };
     // onnxruntime-genai decoders take no position_ids: GroupQueryAttention derives positions from the mask.
-    if (this.decoder.inputNames.includes('position_ids')) feeds.position_ids = new Tensor('int64', input.positionIds, [batch, seq]);
+    if (this.decoderIo.positionIds) feeds.position_ids = new Tensor('int64', input.positionIds, [batch, seq]);
     for (let l = 0; l < layers; l++) {
       feeds[`past_key_values.${l}.key`] = input.cache.tensors[2 * l];
       feeds[`past_key_values.${l}.value`] = input.cache.tensors[2 * l + 1];
     }
     if (this.revisable) {
       const r = input.revision;
-      feeds.revision_layer = new Tensor('float32', r?.layer ?? new Float32Array(batch * layers * hidden), [batch, layers, hidden]);
-      feeds.revision_head = new Tensor('float32', r?.head ?? new Float32Array(batch * layers * heads * headDim), [batch, layers, heads * headDim]);
-      feeds.revision_mask = new Tensor('float32', r?.mask ?? new Float32Array(batch * seq), [batch, seq]);
+      const d = this.decoder;
+      feeds.revision_layer = floatFeed(d, 'revision_layer', r?.layer ?? new Float32Array(batch * layers * hidden), [batch, layers, hidden]);
+      feeds.revision_head = floatFeed(d, 'revision_head', r?.head ?? new Float32Array(batch * layers * heads * headDim), [batch, layers, heads * headDim]);
+      feeds.revision_mask = floatFeed(d, 'revision_mask', r?.mask ?? new Float32Array(batch * seq), [batch, seq]);
     } else if (input.revision) {
       throw new Error(`model pack ${this.pack.name} has no revisable decoder: run 'modctl model prepare ${this.pack.dir}'`);
     }
@@ -126,10 +199,10 @@ export class VlmModel {
     const present: Tensor[] = [];
     for (let l = 0; l < layers; l++) present.push(out[`present.${l}.key`], out[`present.${l}.value`]);
     return {
-      logits: out.logits.data as Float32Array,
+      logits: floatValues(out.logits),
       cache: KvCache.fromPresent(present, kvHeads, headDim),
-      tapLayer: out.tap_layer?.data as Float32Array | undefined,
-      tapHead: out.tap_head?.data as Float32Array | undefined,
+      tapLayer: out.tap_layer && floatValues(out.tap_layer),
+      tapHead: out.tap_head && floatValues(out.tap_head),
     };
   }
 

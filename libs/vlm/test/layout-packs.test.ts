@@ -2,10 +2,13 @@
  * libs/vlm on packs whose decoders come from the layouts people ship (models/tiny-<layout>-*, built by
  * tools/modelzoo/layouts from an independent PyTorch implementation): Gemma 3 sandwich norms with head_dim !=
  * hidden/heads, q/k norms and sliding-window layers under a Gemma 3 `text_config`; Phi-3 fused qkv_proj; Qwen2
- * qkv biases; the Gemma 3 layout with MatMulNBits 4-bit projections; a float16 Qwen2 body behind float32 I/O; the
+ * qkv biases; the Gemma 3 layout with MatMulNBits 4-bit projections; a float16 Qwen2 body behind float32 I/O; the same
+ * with float16 I/O throughout (optimum --dtype fp16: the runtime converts at the session boundary); the
  * Gemma 3 layout in onnxruntime-genai's node patterns (GroupQueryAttention with rotary and a local window). Each pack is prepared here (`model prepare`, from structure), then loaded and run by the runtime:
  * greedy tokens exact and taps within 1e-4 of the reference, with no revision and with layer- and head-level
- * revision (the reference applies them with forward hooks); prefill logits within 1e-4 through the revisable graph.
+ * revision (the reference applies them with forward hooks); prefill logits within 1e-4 through the revisable graph
+ * (2e-2 for the fp16 packs); merged batches (every case in one batch, and prompts of different lengths) give each row
+ * its golden / single-row tokens, GroupQueryAttention decoders included.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +17,8 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareRevisableDecoder } from '@libs/onnx-graph';
 import { LocalVlmEngine, VlmProcessor, loadVlmPack } from '@libs/vlm';
-import type { RevisionFeed } from '@libs/vlm';
+import type { RevisionFeed, TapFrame } from '@libs/vlm';
+import { fromHalfArray, toHalfArray } from '../src/float16';
 import { maxAbsDiff } from './golden';
 
 type CaseName = 'none' | 'layer_last' | 'layer_all' | 'head_last' | 'head_all';
@@ -50,6 +54,17 @@ const PACKS = [
   // float16 body behind float32 I/O; the reference stays float32, so values agree to fp16 precision (tokens exactly:
   // the golden's top-2 gaps are >= 0.07, an order above the measured fp16 error).
   { name: 'tiny-fp16-qwen2', attentionOutput: 'o_proj', qkv: 'separate', qkvBias: true, activationType: 'float16', tol: 2e-2 },
+  // float16 I/O as optimum --dtype fp16 exports it (inputs_embeds, KV cache, logits, embed_tokens' output): the runtime
+  // converts at the session boundary and keeps the cache float16. Reference float32, so fp16 tolerance again.
+  {
+    name: 'tiny-fp16io-qwen2',
+    attentionOutput: 'o_proj',
+    qkv: 'separate',
+    qkvBias: true,
+    activationType: 'float16',
+    ioType: 'float16',
+    tol: 2e-2,
+  },
   // The Gemma 3 reference written in onnxruntime-genai's node patterns: GroupQueryAttention with rotary and
   // local_window_size, SimplifiedLayerNormalization, fused Skip norms, no position_ids input.
   {
@@ -68,7 +83,18 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe.each(PACKS)(
   '$name',
-  ({ name, attentionOutput, qkv, qkvBias, oProjOp = 'MatMul', activationType = 'float32', tol = 1e-4, residual = 'add', attentionOp = 'Softmax' }) => {
+  ({
+    name,
+    attentionOutput,
+    qkv,
+    qkvBias,
+    oProjOp = 'MatMul',
+    activationType = 'float32',
+    tol = 1e-4,
+    residual = 'add',
+    attentionOp = 'Softmax',
+    ioType = 'float32',
+  }) => {
     const shipped = resolve(__dirname, '../../../models', name);
     const golden: LayoutGolden = JSON.parse(readFileSync(join(shipped, 'reference', 'golden.json'), 'utf8'));
     const dir = join(root, name);
@@ -105,6 +131,10 @@ describe.each(PACKS)(
       if (golden.layout === 'gemma3') expect(text.heads * text.headDim).not.toBe(text.hidden);
     });
 
+    it('reports how the decoder is fed: GroupQueryAttention found in the graph, I/O type from the declared inputs', () => {
+      expect(engine.info().decoder).toEqual({ ioType, groupQueryAttention: attentionOp === 'GroupQueryAttention' });
+    });
+
     it('encodes the prompt as the reference does', async () => {
       const processor = new VlmProcessor(loadVlmPack(dir));
       expect(processor.templatedPrompt({ prompt })).toBe(golden.prompt_text);
@@ -119,13 +149,35 @@ describe.each(PACKS)(
       expect(maxAbsDiff(result.taps![0].head, expected.tap_head.flat())).toBeLessThan(tol);
     });
 
-    // Not for GroupQueryAttention decoders yet: GQA takes positions and the valid KV length from seqlens_k and does not
-    // handle left padding, and the scheduler left-pads rows it merges into a running batch (admission is timed, so
-    // which rows get padded varies). Single rows and the prefill check below hold; batching such packs needs the
-    // scheduler to keep their rows unpadded (libs/vlm/src/scheduler.ts, decode-batch.ts).
-    it.skipIf(attentionOp === 'GroupQueryAttention')('one batch holding every case gives each row its reference tokens', async () => {
+    // GroupQueryAttention decoders included: the scheduler admits the first row alone and merges the rest into the
+    // running batch, so rows sit at different cache lengths (padded), which GQA only handles packed from column 0.
+    it('one batch holding every case gives each row its reference tokens', async () => {
       const results = await engine.generate(CASES.map((c) => ({ prompt, revision: feedFor(c), maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
       expect(results.map((r) => r.tokens)).toEqual(CASES.map((c) => golden.cases[c].tokens));
+    });
+
+    it('rows of different prompt lengths prefilled and decoded together get their single-row tokens', async () => {
+      const prompts = [prompt, `${prompt} and then some more words`, 'hi', `${prompt} ${prompt}`];
+      const requests = prompts.map((p, i) => ({ prompt: p, revision: feedFor(CASES[i % CASES.length]), maxNewTokens: golden.max_new_tokens, ignoreEos: true }));
+      const alone: number[][] = [];
+      for (const r of requests) alone.push((await engine.generate([r]))[0].tokens);
+      const together = await engine.generate(requests);
+      expect(together.map((r) => r.tokens)).toEqual(alone);
+    });
+
+    it(`taps of prompts of different lengths read in one call match each read alone within ${tol}`, async () => {
+      const requests = [
+        { prompt, response: 'a short answer', revision: feedFor('layer_all') },
+        { prompt: 'hi', revision: feedFor('head_last') },
+        { prompt, response: 'a longer answer than the first one was' },
+      ];
+      const alone: TapFrame[] = [];
+      for (const r of requests) alone.push((await engine.readTaps([r]))[0]);
+      const together = await engine.readTaps(requests);
+      together.forEach((t, i) => {
+        expect(maxAbsDiff(t.layer, alone[i].layer), `row ${i}`).toBeLessThan(tol);
+        expect(maxAbsDiff(t.head, alone[i].head), `row ${i}`).toBeLessThan(tol);
+      });
     });
 
     it(`prefill logits through the revisable decoder match the reference within ${tol}`, async () => {
@@ -136,6 +188,12 @@ describe.each(PACKS)(
       const n = golden.input_ids.length;
       const ids = new ort.Tensor('int64', BigInt64Array.from(golden.input_ids.map(BigInt)), [1, n]);
       const embeds = (await embed.run({ input_ids: ids })).inputs_embeds;
+      // Each float input as the decoder declares it (float16-I/O decoders: embeds and cache float16, logits too).
+      const half = ioType === 'float16';
+      expect(embeds.type).toBe(ioType);
+      const declared = new Map(decoder.inputMetadata.map((m) => [m.name, m.isTensor ? m.type : undefined]));
+      const float = (name: string, data: Float32Array, dims: number[]) =>
+        declared.get(name) === 'float16' ? new ort.Tensor('float16', toHalfArray(data), dims) : new ort.Tensor('float32', data, dims);
       for (const c of CASES) {
         const { level, positions } = golden.cases[c];
         const feeds: Record<string, ort.Tensor> = {
@@ -150,26 +208,29 @@ describe.each(PACKS)(
                 ),
               }
             : {}),
-          revision_layer: new ort.Tensor('float32', level === 'layer' ? Float32Array.from(golden.revision.layer.data) : new Float32Array(d.layers * d.hidden), [
+          revision_layer: float('revision_layer', level === 'layer' ? Float32Array.from(golden.revision.layer.data) : new Float32Array(d.layers * d.hidden), [
             1,
             d.layers,
             d.hidden,
           ]),
-          revision_head: new ort.Tensor(
-            'float32',
+          revision_head: float(
+            'revision_head',
             level === 'head' ? Float32Array.from(golden.revision.head.data) : new Float32Array(d.layers * d.heads * d.head_dim),
             [1, d.layers, d.heads * d.head_dim],
           ),
-          revision_mask: new ort.Tensor(
-            'float32',
+          revision_mask: float(
+            'revision_mask',
             Float32Array.from({ length: n }, (_, i) => (positions === 'all' || i === n - 1 ? 1 : 0)),
             [1, n],
           ),
         };
         for (let l = 0; l < d.layers; l++) {
-          for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [1, d.kv_heads, 0, d.head_dim]);
+          for (const k of ['key', 'value'])
+            feeds[`past_key_values.${l}.${k}`] = float(`past_key_values.${l}.${k}`, new Float32Array(0), [1, d.kv_heads, 0, d.head_dim]);
         }
-        const logits = (await decoder.run(feeds)).logits.data as Float32Array;
+        const out = (await decoder.run(feeds)).logits;
+        expect(out.type).toBe(ioType);
+        const logits = half ? fromHalfArray(out.data as Uint16Array) : (out.data as Float32Array);
         expect(maxAbsDiff(logits.subarray((n - 1) * d.vocab), golden.cases[c].prefill_last_logits), c).toBeLessThan(tol);
       }
     });

@@ -26,7 +26,7 @@ from ..corpus import corpus_text
 from ..tinyvlm.build import suppressed_ids
 from .model import CausalLM, DecoderForExport, EmbedForExport, LayoutConfig
 from .genai import export_genai
-from .half import to_float16_body
+from .half import to_float16_body, to_float16_io
 from .quantize import quantize_layers, to_matmul_nbits
 
 GAP_MIN = 2e-2
@@ -49,6 +49,9 @@ PACKS.update(QUANTIZED)
 # Packs whose decoder body is float16 behind float32 I/O (the reference stays float32: compare with tolerance).
 HALF = {"tiny-fp16-qwen2": PACKS["tiny-qkv-bias-qwen2"]}
 PACKS.update(HALF)
+# Packs whose decoder and embed_tokens have float16 I/O too (optimum --dtype fp16); the reference stays float32.
+HALF_IO = {"tiny-fp16io-qwen2": PACKS["tiny-qkv-bias-qwen2"]}
+PACKS.update(HALF_IO)
 # Packs whose decoder is written in onnxruntime-genai's node patterns (genai.py) instead of by torch.onnx.
 GENAI = {"tiny-genai-gemma3": GEMMA3}
 PACKS.update(GENAI)
@@ -249,6 +252,9 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
         to_matmul_nbits(os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"), qweights)
     if name in HALF:
         to_float16_body(os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"))
+    if name in HALF_IO:
+        for f in ("decoder_model_merged.onnx", "embed_tokens.onnx"):
+            to_float16_io(os.path.join(out_dir, "onnx", f))
     if name in GENAI:
         export_genai(lm, os.path.join(out_dir, "onnx", "decoder_model_merged.onnx"))
 
@@ -284,6 +290,8 @@ def build(name: str, out_dir: str, tok: ByteBPE, seed: int = 4321, log=print) ->
     }
     common.write_json(os.path.join(out_dir, "reference", "golden.json"), golden)
     q4 = " Decoder body float16 behind float32 I/O (reference float32)." if name in HALF else ""
+    q4 += (" Decoder and embed_tokens with float16 I/O: inputs_embeds, past_key_values, present and logits float16 "
+           "(reference float32).") if name in HALF_IO else ""
     q4 += " Decoder written in onnxruntime-genai's node patterns (GroupQueryAttention with rotary, fused Skip norms)." if name in GENAI else ""
     q4 += " Decoder projections are MatMulNBits 4-bit (block 16); the reference uses their dequantized values." if qweights else ""
     common.write_manifest(out_dir, name, f"Random-weight tiny text decoder for layout tests. {DESCRIPTIONS[c.layout]}{q4} "
