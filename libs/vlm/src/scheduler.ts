@@ -258,7 +258,9 @@ export class DecodeScheduler {
       return;
     }
     this.looping = true;
-    void this.loop();
+    // Start on a microtask, not inside this submit: a call's rows (generate([...]), a best-of-N round) are all
+    // submitted in the same tick, and must be admitted together rather than the first one alone.
+    queueMicrotask(() => void this.loop());
   }
 
   private async loop(): Promise<void> {

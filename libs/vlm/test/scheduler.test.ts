@@ -84,6 +84,17 @@ describe('continuous batching on the tiny pack', () => {
     expect(after.decodeSteps - before.decodeSteps).toBeLessThan(2 * golden.max_new_tokens);
   });
 
+  it('the rows of one call start together: one prefill, and every step carries all of them', async () => {
+    // The first row of a call used to start the idle engine alone (the loop began inside its submit, before the
+    // call's other rows were queued), so it was prefilled and stepped by itself and the rest waited up to maxWaitMs.
+    const before = engine.schedulerStats();
+    await engine.generate(Array.from({ length: 4 }, () => ({ prompt: textPrompt, maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
+    const after = engine.schedulerStats();
+    const steps = after.decodeSteps - before.decodeSteps;
+    expect(after.rowsStepped - before.rowsStepped).toBe(4 * steps);
+    expect(after.forwardCalls - before.forwardCalls).toBe(steps + 1);
+  });
+
   it('a row that leaves early does not disturb the rows that stay', async () => {
     const [short, longer] = await engine.generate([
       { prompt, image, maxNewTokens: 2, ignoreEos: true },
