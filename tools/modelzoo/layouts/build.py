@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 
 from .. import common
 from ..bpe import ByteBPE, build_tokenizer, dumps_tokenizer
 from ..corpus import corpus_text
-from ..tinyvlm.build import suppressed_ids
+# the reference revision (forward hooks that add vectors and record taps) works on any layer returning (x, k, v)
+from ..tinyvlm.build import Revision, suppressed_ids
 from .model import CausalLM, DecoderForExport, EmbedForExport, LayoutConfig
 from .genai import export_genai
 from .half import to_float16_body, to_float16_io
@@ -63,50 +64,6 @@ DESCRIPTIONS = {
     "phi3": "Phi-3 decoder layout: fused qkv_proj and gate_up_proj.",
     "qwen2": "Qwen2 decoder layout: q/k/v projection biases.",
 }
-
-
-class Revision:
-    """Forward hooks that add revision vectors and record taps (the reference's revision, never ONNX's)."""
-
-    def __init__(self, lm: CausalLM, layer_vecs: Optional[torch.Tensor], head_vecs: Optional[torch.Tensor], positions: str):
-        self.layer_vecs, self.head_vecs, self.positions = layer_vecs, head_vecs, positions
-        n = lm.c.num_hidden_layers
-        self.tap_layer: List[Optional[torch.Tensor]] = [None] * n
-        self.tap_head: List[Optional[torch.Tensor]] = [None] * n
-        self.handles = []
-        for l, layer in enumerate(lm.model.layers):
-            self.handles.append(layer.register_forward_hook(self._layer_hook(l)))
-            self.handles.append(layer.self_attn.o_proj.register_forward_pre_hook(self._head_hook(l)))
-
-    def _mask(self, x):
-        m = torch.zeros(x.shape[0], x.shape[1], 1, dtype=x.dtype)
-        if self.positions == "last":
-            m[:, -1] = 1.0
-        else:
-            m[:] = 1.0
-        return m
-
-    def _layer_hook(self, l):
-        def hook(mod, inp, out):
-            x, k, v = out
-            if self.layer_vecs is not None:
-                x = x + self._mask(x) * self.layer_vecs[l]
-            self.tap_layer[l] = x[:, -1].detach().clone()
-            return (x, k, v)
-        return hook
-
-    def _head_hook(self, l):
-        def hook(mod, inp):
-            (o,) = inp
-            if self.head_vecs is not None:
-                o = o + self._mask(o) * self.head_vecs[l]
-            self.tap_head[l] = o[:, -1].detach().clone()
-            return (o,)
-        return hook
-
-    def remove(self):
-        for h in self.handles:
-            h.remove()
 
 
 @torch.no_grad()
