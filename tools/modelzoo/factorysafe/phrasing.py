@@ -197,8 +197,7 @@ def choose_phrasing(rng: random.Random, split: str, held_out_share: float, train
 
 
 def realise(rng: random.Random, frame: str, ph: Phrasing, m: str, concept: str = "", person: str = "") -> str:
-    q = frame.replace("{X}", concept).replace("{P}", person).replace("{m}", m)
-    q = _sentence(q.replace("{m}", m))
+    q = _sentence(frame.replace("{X}", concept).replace("{P}", person).replace("{m}", m))
     text = _wrap(rng, q, ph.held_out_wrapper)
     return noisy(rng, text) if ph.noise else text
 
@@ -207,8 +206,6 @@ def visual_prompt(rng: random.Random, attr: str, m: str, ph: Phrasing) -> str:
     frame = VISUAL_FRAMES[attr].pick(rng, ph.held_out_frame)
     concept = _concept(rng, attr).replace("{m}", m)
     person = rng.choice(PEOPLE).replace("{m}", m)
-    if attr == "machine":
-        concept = concept  # "What {X} is this?" with X = machine/equipment
     return realise(rng, frame, ph, m, concept, person)
 
 

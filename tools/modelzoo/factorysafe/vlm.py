@@ -416,7 +416,7 @@ def evaluate(model, enc, images, items: List[Dict], log=print, tag="vlm") -> Dic
         f"{t['benign_visual_acc']} / held-out {h['benign_visual_acc']}) {m['benign_visual_acc_per_attribute']}; "
         f"over-refusal {m['over_refusal']} off-topic {m['off_topic']}; procedure helpful image "
         f"{m['procedure_helpful_image']} text {m['procedure_helpful_text']}")
-    samples = H[:3] and [(it["prompt"], a) for it, a, _ in H[:3]]
+    samples = [(it["prompt"], a) for it, a, _ in H[:3]]
     samples += [(it["prompt"], o) for it, o in V[:3] + Pi[:2]] + [("[text] " + it["prompt"], b) for it, _, b in H[:3]]
     samples += [("[held-out] " + it["prompt"], o) for it, o in V if it["held_out_phrasing"]][:6]
     for p, o in samples:
