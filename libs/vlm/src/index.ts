@@ -19,15 +19,7 @@ export {
   type SchedulerStats,
   type WaitingCost,
 } from './scheduler';
-export {
-  StoppingCriteria,
-  EosCriterion,
-  StopTokenCriterion,
-  StopStringCriterion,
-  MaxTokensCriterion,
-  type StoppingCriterion,
-  type RowProgress,
-} from './stopping-criteria';
+export { StoppingCriteria, TokenSetCriterion, StopStringCriterion, MaxTokensCriterion, type StoppingCriterion, type RowProgress } from './stopping-criteria';
 export { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
 export { EXECUTION_ENV, ExecutionProviderMismatchError, executionFromEnv, type SessionOptions } from './sessions';
 

@@ -15,23 +15,17 @@ export interface StoppingCriterion {
   check(row: RowProgress): FinishReason | undefined;
 }
 
-export class EosCriterion implements StoppingCriterion {
+/** Stops when the sampled token is one of `ids`, with `reason` (eos ids -> 'eos', a caller's stop ids -> 'stop_token'). */
+export class TokenSetCriterion implements StoppingCriterion {
   private readonly ids: ReadonlySet<number>;
-  constructor(ids: readonly number[]) {
+  constructor(
+    ids: readonly number[],
+    private readonly reason: Extract<FinishReason, 'eos' | 'stop_token'>,
+  ) {
     this.ids = new Set(ids);
   }
   check(row: RowProgress): FinishReason | undefined {
-    return this.ids.has(row.token) ? 'eos' : undefined;
-  }
-}
-
-export class StopTokenCriterion implements StoppingCriterion {
-  private readonly ids: ReadonlySet<number>;
-  constructor(ids: readonly number[]) {
-    this.ids = new Set(ids);
-  }
-  check(row: RowProgress): FinishReason | undefined {
-    return this.ids.has(row.token) ? 'stop_token' : undefined;
+    return this.ids.has(row.token) ? this.reason : undefined;
   }
 }
 
@@ -80,9 +74,9 @@ export class StoppingCriteria {
     maxTokens: number;
   }): StoppingCriteria {
     const list: StoppingCriterion[] = [];
-    if (options.eosTokenIds.length) list.push(new EosCriterion(options.eosTokenIds));
+    if (options.eosTokenIds.length) list.push(new TokenSetCriterion(options.eosTokenIds, 'eos'));
     const stopIds = (options.stopTokenIds ?? []).filter((id) => !options.eosTokenIds.includes(id));
-    if (stopIds.length) list.push(new StopTokenCriterion(stopIds));
+    if (stopIds.length) list.push(new TokenSetCriterion(stopIds, 'stop_token'));
     const strings = (options.stopStrings ?? []).filter(Boolean);
     if (strings.length) list.push(new StopStringCriterion(strings));
     list.push(new MaxTokensCriterion(options.maxTokens));

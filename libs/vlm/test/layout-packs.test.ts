@@ -19,7 +19,7 @@ import { prepareRevisableDecoder } from '@libs/onnx-graph';
 import { LocalVlmEngine, VlmProcessor, loadVlmPack } from '@libs/vlm';
 import type { RevisionFeed, TapFrame } from '@libs/vlm';
 import { fromHalfArray, toHalfArray } from '../src/float16';
-import { maxAbsDiff } from './golden';
+import { type GoldenCase, maxAbsDiff } from './golden';
 
 type CaseName = 'none' | 'layer_last' | 'layer_all' | 'head_last' | 'head_all';
 
@@ -31,18 +31,7 @@ interface LayoutGolden {
   input_ids: number[];
   revision: { layer: { data: number[] }; head: { data: number[] } };
   max_new_tokens: number;
-  cases: Record<
-    CaseName,
-    {
-      level: 'layer' | 'head' | null;
-      positions: 'last' | 'all' | null;
-      prefill_last_logits: number[];
-      tap_layer: number[][];
-      tap_head: number[][];
-      tokens: number[];
-      text: string;
-    }
-  >;
+  cases: Record<CaseName, GoldenCase>;
 }
 
 const PACKS = [
