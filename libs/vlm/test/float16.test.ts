@@ -4,7 +4,8 @@
  * and agree with numpy's `np.float16(x).view(np.uint16)`.
  */
 import { describe, expect, it } from 'vitest';
-import { fromHalfArray, fromHalfBits, toHalfArray, toHalfBits } from '../src/float16';
+import { floatToHalf as toHalfBits, halfToFloat as fromHalfBits } from '@libs/onnx-graph';
+import { fromHalfArray, toHalfArray } from '../src/float16';
 
 describe('toHalfBits (round to nearest, ties to even)', () => {
   it.each([
