@@ -91,19 +91,4 @@ export class KvCache {
     });
     return new KvCache(tensors, n, this.length, this.kvHeads, this.headDim, this.type);
   }
-
-  /** One row, cut to its first `length` positions (rows of a candidate batch end at different lengths). */
-  takeRow(row: number, length: number): KvCache {
-    const d = this.headDim;
-    const tensors = this.tensors.map((t) => {
-      const src = t.data as CacheData;
-      const out = allocate(this.type, this.kvHeads * length * d);
-      for (let h = 0; h < this.kvHeads; h++) {
-        const from = (row * this.kvHeads + h) * this.length * d;
-        out.set(src.subarray(from, from + length * d), h * length * d);
-      }
-      return new Tensor(this.type, out, [1, this.kvHeads, length, d]);
-    });
-    return new KvCache(tensors, 1, length, this.kvHeads, this.headDim, this.type);
-  }
 }
