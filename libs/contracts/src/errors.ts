@@ -46,6 +46,22 @@ export const ERROR_CODES = {
   /** A request with the same Idempotency-Key is still being processed; retry after Retry-After. */
   idempotency_in_progress: 409,
   backlog_full: 429,
+  // Per-tenant limits (each configured per tenant; all answer Retry-After).
+  /** The tenant sent more requests than its rate allows. */
+  tenant_rate_limited: 429,
+  /** The tenant's accepted items without a final verdict would exceed its in-flight limit. */
+  tenant_in_flight_limit: 429,
+  /** The tenant's share of the pipeline backlog would exceed its configured fraction of the backlog limit. */
+  tenant_backlog_share: 429,
+  // Webhooks.
+  /** A webhook or callback URL that is not an absolute http(s) URL without credentials. */
+  invalid_webhook_url: 400,
+  /** The URL resolves to a private, loopback, link-local or otherwise non-public address the operator did not allow. */
+  webhook_target_forbidden: 422,
+  /** A callback_url whose origin is not one of the tenant's registered webhook endpoints. */
+  callback_not_registered: 422,
+  /** The tenant already has the most webhook endpoints allowed. */
+  too_many_webhooks: 409,
   // Infrastructure.
   redis_unavailable: 503,
   /** Redis refused a write (maxmemory reached): nothing was created; retry later. */

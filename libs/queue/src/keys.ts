@@ -36,6 +36,33 @@ export function stageQueueKeys(prefix: string, stage: Stage) {
   };
 }
 
+/**
+ * Keys of each tenant's own accounting, under the queue prefix so the verdict scripts can update them atomically.
+ * `inflight` counts a tenant's accepted items that have no final verdict yet: the creation adds them and the
+ * verdict's move to succeeded or failed takes them off, in the same scripts (VerdictStore), so it never drifts.
+ */
+export function tenantKeys(prefix: string) {
+  return {
+    /** hash: tenant -> items accepted and not finished (queued or processing). */
+    inflight: `${prefix}:tenants:inflight`,
+  };
+}
+
+/**
+ * Keys of webhook notification. A verdict's move to a final status appends an event to `outbox` in the same script
+ * that writes the status (a transactional outbox: no verdict finishes without its event, none is announced that did
+ * not finish), for tenants in `subscribed` and for jobs or batches that carry a callback URL. The notifier role
+ * reads the outbox with a consumer group and turns each event into delivery jobs.
+ */
+export function webhookKeys(prefix: string) {
+  return {
+    /** stream: one entry per event (type, id, tenant, batch, callback, at). */
+    outbox: `${prefix}:webhooks:outbox`,
+    /** set: tenants with at least one registered endpoint (the outbox is written only for them or for callbacks). */
+    subscribed: `${prefix}:webhooks:subscribed`,
+  };
+}
+
 /** Keys of the intake's admission (cluster-wide backlog reservations) and of blob garbage collection. */
 export function intakeKeys(prefix: string) {
   return {

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { ModerationError, TERMINAL_STATUSES, VerdictSchema, type Stage, type StageJob, type Verdict, type VerdictStatus } from '@libs/contracts';
 import { readSetting } from '@libs/settings';
-import { intakeKeys, isRedisOom, redisDeadline, verdictKeys, type Reservation, type StageDispatcher } from '@libs/queue';
+import { intakeKeys, isRedisOom, redisDeadline, tenantKeys, verdictKeys, webhookKeys, type Reservation, type StageDispatcher } from '@libs/queue';
 
 export const VERDICT_STORE = Symbol('VERDICT_STORE');
 export const DEFAULT_VERDICT_RETENTION_SECONDS = 30 * 24 * 3600;
@@ -45,9 +45,11 @@ export interface CreationSpec {
   /** `queued` verdicts, in item order; each item's job is jobs[i]. */
   verdicts: Verdict[];
   jobs: { stage: Stage; job: StageJob }[];
-  batch?: Omit<BatchRecord, 'counts'>;
+  batch?: Omit<BatchRecord, 'counts'> & { callback?: string | null };
   reservation?: Reservation;
   idempotency?: { tenant: string; keySha256: string; token: string; record: IdempotencyRecord };
+  /** Per item: the callback URL its verdict events are also sent to (checked at the door), or null. */
+  callbacks?: (string | null)[];
 }
 
 /** Why a creation was not applied (nothing was written): its gate failed. */
@@ -70,15 +72,16 @@ return 0`;
  * and CREATE_TX_CLEANUP (the MULTI's last command) deletes the placeholders. Nothing outside sees them.
  *
  * KEYS: [1] reservations, [2] idempotency key, [3] blob expiry zset, [4] batch, [5] batch items, [6] batch counts,
- *       then per item: verdict key, job key.
+ *       [7] tenants' in-flight counts, then per item: verdict key, job key.
  * ARGV: [1] deadline (ms, Redis time), [2] reservation member, [3] claim token, [4] final claim json,
  *       [5] retention s, [6] '1' for a batch, [7..10] batch tenant/total/created_at/metadata, [11] tenant,
- *       then per item: verdict json, status, blob sha or '', batch position or '', verdict id.
+ *       [12] the batch's callback URL or '',
+ *       then per item: verdict json, status, blob sha or '', batch position or '', verdict id, callback URL or ''.
  */
 const CREATE_TX = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n = (#KEYS - 6) / 2
+local n = (#KEYS - 7) / 2
 local reason = false
 if now > tonumber(ARGV[1]) then reason = 'deadline' end
 if not reason and ARGV[2] ~= '' then
@@ -92,14 +95,14 @@ if not reason and ARGV[3] ~= '' then
 end
 if not reason then
   for i = 1, n do
-    if redis.call('EXISTS', KEYS[5 + 2 * i]) == 1 then reason = 'exists' break end
-    local sha = ARGV[11 + 5 * (i - 1) + 3]
+    if redis.call('EXISTS', KEYS[6 + 2 * i]) == 1 then reason = 'exists' break end
+    local sha = ARGV[12 + 6 * (i - 1) + 3]
     if sha ~= '' and not redis.call('ZSCORE', KEYS[3], sha) then reason = 'blob' break end
   end
 end
 if reason then
   for i = 1, n do
-    local jobKey = KEYS[6 + 2 * i]
+    local jobKey = KEYS[7 + 2 * i]
     if redis.call('EXISTS', jobKey) == 0 then
       redis.call('HSET', jobKey, '__intake_void', '1')
       redis.call('PEXPIRE', jobKey, 60000)
@@ -110,13 +113,15 @@ end
 local retention = tonumber(ARGV[5])
 if ARGV[6] == '1' then
   redis.call('HSET', KEYS[4], 'tenant', ARGV[7], 'total', ARGV[8], 'created_at', ARGV[9], 'metadata', ARGV[10])
+  if ARGV[12] ~= '' then redis.call('HSET', KEYS[4], 'callback', ARGV[12]) end
   redis.call('EXPIRE', KEYS[4], retention)
 end
 local expiry = now + retention * 1000
 for i = 1, n do
-  local b = 11 + 5 * (i - 1)
-  local vkey = KEYS[5 + 2 * i]
+  local b = 12 + 6 * (i - 1)
+  local vkey = KEYS[6 + 2 * i]
   redis.call('HSET', vkey, 'rev', 1, 'status', ARGV[b + 2], 'tenant', ARGV[11], 'json', ARGV[b + 1])
+  if ARGV[b + 6] ~= '' then redis.call('HSET', vkey, 'callback', ARGV[b + 6]) end
   redis.call('EXPIRE', vkey, retention)
   if ARGV[b + 4] ~= '' then
     redis.call('ZADD', KEYS[5], ARGV[b + 4], ARGV[b + 5])
@@ -124,6 +129,7 @@ for i = 1, n do
   end
   if ARGV[b + 3] ~= '' then redis.call('ZADD', KEYS[3], 'GT', expiry, ARGV[b + 3]) end
 end
+redis.call('HINCRBY', KEYS[7], ARGV[11], n)
 if ARGV[6] == '1' then
   redis.call('EXPIRE', KEYS[5], retention)
   redis.call('EXPIRE', KEYS[6], retention)
@@ -141,14 +147,20 @@ end
 return n`;
 
 // Undo of a creation found partial after EXEC (should not happen: OOM refuses a whole MULTI). KEYS: [1] claim,
-// [2] batch, [3] items, [4] counts, then verdict keys. ARGV[1] the final claim json written by the creation.
+// [2] tenants' in-flight counts, then batch, items, counts (when a batch) and verdict keys. ARGV[1] the final claim
+// json written by the creation, ARGV[2] tenant, ARGV[3] items the creation counted in flight.
 const UNDO_CREATE = `
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -tonumber(ARGV[3])) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1`;
 
 // Compare-and-set on the verdict's revision; moves the batch counter from the old status to the new one, and
-// pushes the expiry of the verdict's image (KEYS[3], ARGV[6]) to the verdict's new expiry.
+// pushes the expiry of the verdict's image (KEYS[3], ARGV[6]) to the verdict's new expiry. On the move to a final
+// status (the one time it happens: a final verdict is never changed again) the tenant's in-flight count drops
+// (KEYS[4]) and, for a subscribed tenant (KEYS[6]) or a job with a callback, the event goes to the outbox (KEYS[5]);
+// the batch's last final verdict adds batch.completed once (KEYS[7], the batch hash, remembers it).
+// ARGV[7] verdict id, ARGV[8] batch id or ''.
 const CAS = `
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if not rev then return -1 end
@@ -160,10 +172,33 @@ if ARGV[5] == '1' and old ~= ARGV[3] then
   redis.call('HINCRBY', KEYS[2], old, -1)
   redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[6] and ARGV[6] ~= '' then
   -- The verdict lives another retention period: so does the image it references (blob collection).
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[3], 'GT', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4]) * 1000, ARGV[6])
+  redis.call('ZADD', KEYS[3], 'GT', now + tonumber(ARGV[4]) * 1000, ARGV[6])
+end
+local final = ARGV[3] == 'succeeded' or ARGV[3] == 'failed'
+if final and old ~= 'succeeded' and old ~= 'failed' then
+  local tenant = redis.call('HGET', KEYS[1], 'tenant')
+  if redis.call('HINCRBY', KEYS[4], tenant, -1) <= 0 then redis.call('HDEL', KEYS[4], tenant) end
+  local subscribed = redis.call('SISMEMBER', KEYS[6], tenant) == 1
+  local callback = redis.call('HGET', KEYS[1], 'callback') or ''
+  if subscribed or callback ~= '' then
+    local kind = 'verdict.completed'
+    if ARGV[3] == 'failed' then kind = 'verdict.failed' end
+    redis.call('XADD', KEYS[5], '*', 'type', kind, 'id', ARGV[7], 'tenant', tenant, 'batch', ARGV[8], 'callback', callback, 'at', now)
+  end
+  if ARGV[8] ~= '' then
+    local total = tonumber(redis.call('HGET', KEYS[7], 'total') or '-1')
+    local done = tonumber(redis.call('HGET', KEYS[2], 'succeeded') or '0') + tonumber(redis.call('HGET', KEYS[2], 'failed') or '0')
+    if total >= 0 and done >= total and redis.call('HSETNX', KEYS[7], 'completed_at', now) == 1 then
+      local batchCallback = redis.call('HGET', KEYS[7], 'callback') or ''
+      if subscribed or batchCallback ~= '' then
+        redis.call('XADD', KEYS[5], '*', 'type', 'batch.completed', 'id', ARGV[8], 'tenant', tenant, 'batch', ARGV[8], 'callback', batchCallback, 'at', now)
+      end
+    end
+  end
 end
 return 1`;
 
@@ -176,6 +211,8 @@ return 1`;
 export class VerdictStore {
   private readonly keys: ReturnType<typeof verdictKeys>;
   private readonly intake: ReturnType<typeof intakeKeys>;
+  private readonly tenants: ReturnType<typeof tenantKeys>;
+  private readonly webhooks: ReturnType<typeof webhookKeys>;
 
   constructor(
     private readonly redis: Redis,
@@ -184,7 +221,9 @@ export class VerdictStore {
   ) {
     this.keys = verdictKeys(prefix);
     this.intake = intakeKeys(prefix);
-    redis.defineCommand('verdictCas', { numberOfKeys: 3, lua: CAS });
+    this.tenants = tenantKeys(prefix);
+    this.webhooks = webhookKeys(prefix);
+    redis.defineCommand('verdictCas', { numberOfKeys: 7, lua: CAS });
     redis.defineCommand('idempotencyRelease', { numberOfKeys: 1, lua: RELEASE_CLAIM });
   }
 
@@ -212,12 +251,18 @@ export class VerdictStore {
         this.keys.verdict(id),
         batchId ? this.keys.batchCounts(batchId) : this.keys.verdict(id),
         this.intake.blobExpiry,
+        this.tenants.inflight,
+        this.webhooks.outbox,
+        this.webhooks.subscribed,
+        batchId ? this.keys.batch(batchId) : this.keys.verdict(id),
         rev,
         JSON.stringify(parsed),
         parsed.status,
         this.retentionSeconds,
         batchId ? '1' : '0',
         parsed.image_sha256 ?? '',
+        id,
+        batchId ?? '',
       );
       if (result === 1) return parsed;
       if (result === -1) return null;
@@ -325,11 +370,18 @@ export class VerdictStore {
       ? [this.keys.batch(batch.id), this.keys.batchItems(batch.id), this.keys.batchCounts(batch.id)]
       : [this.intake.reservations, this.intake.reservations, this.intake.reservations];
     const jobKeys = jobs.map(({ stage, job }) => dispatcher.jobKey(stage, job.id));
-    const keys = [this.intake.reservations, claimKey, this.intake.blobExpiry, ...batchKeys];
+    const keys = [this.intake.reservations, claimKey, this.intake.blobExpiry, ...batchKeys, this.tenants.inflight];
     const itemArgs: (string | number)[] = [];
     verdicts.forEach((verdict, i) => {
       keys.push(this.keys.verdict(verdict.id), jobKeys[i]);
-      itemArgs.push(JSON.stringify(VerdictSchema.parse(verdict)), verdict.status, verdict.image_sha256 ?? '', batch ? String(i) : '', verdict.id);
+      itemArgs.push(
+        JSON.stringify(VerdictSchema.parse(verdict)),
+        verdict.status,
+        verdict.image_sha256 ?? '',
+        batch ? String(i) : '',
+        verdict.id,
+        spec.callbacks?.[i] ?? '',
+      );
     });
     const tx = await dispatcher.transaction();
     const byStage = new Map<Stage, StageJob[]>();
@@ -346,6 +398,7 @@ export class VerdictStore {
       batch?.created_at ?? '',
       batch ? JSON.stringify(batch.metadata) : '',
       spec.tenant,
+      batch?.callback ?? '',
       ...itemArgs,
     ];
     // The deadline is fixed when EXEC is sent: Redis time then is at most reservation time + elapsed.
@@ -392,11 +445,14 @@ export class VerdictStore {
     const batchKeys = spec.batch ? [this.keys.batch(spec.batch.id), this.keys.batchItems(spec.batch.id), this.keys.batchCounts(spec.batch.id)] : [];
     await this.redis.eval(
       UNDO_CREATE,
-      1 + batchKeys.length + spec.verdicts.length,
+      2 + batchKeys.length + spec.verdicts.length,
       claimKey,
+      this.tenants.inflight,
       ...batchKeys,
       ...spec.verdicts.map((v) => this.keys.verdict(v.id)),
       finalClaim,
+      spec.tenant,
+      spec.verdicts.length,
     );
   }
 }

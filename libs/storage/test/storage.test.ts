@@ -5,7 +5,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queuedVerdict, type StageJob, type Verdict } from '@libs/contracts';
-import { producerRedisOptions, redisOptions, StageDispatcher } from '@libs/queue';
+import { producerRedisOptions, redisOptions, StageDispatcher, tenantKeys, webhookKeys } from '@libs/queue';
 import { FileBlobStore, sha256Hex, VerdictStore } from '@libs/storage';
 import { finishVerdict } from '@libs/worker';
 
@@ -114,6 +114,73 @@ describe('VerdictStore', () => {
     expect([...first.verdicts, ...second.verdicts, ...third.verdicts].map((v) => v.id)).toEqual(ids);
     expect(third.nextCursor).toBeNull();
     expect(await store.batch('bat_none')).toBeNull();
+  });
+
+  it('tenant accounting: creation counts items in flight, each first final verdict takes one off, exactly once', async () => {
+    const inflight = async (tenant: string) => Number((await redis.hget(tenantKeys(PREFIX).inflight, tenant)) ?? 0);
+    await create('acct', [verdict('mod_acct_1'), verdict('mod_acct_2'), verdict('mod_acct_3')]);
+    expect(await inflight('acct')).toBe(3);
+    await store.patch('mod_acct_1', () => ({ status: 'processing' }));
+    expect(await inflight('acct')).toBe(3);
+    await finishVerdict(store, 'mod_acct_1', () => ({ decision: 'pass' }));
+    await finishVerdict(store, 'mod_acct_1', () => ({ decision: 'pass' }));
+    await store.patch('mod_acct_2', () => ({ status: 'failed' }));
+    expect(await inflight('acct')).toBe(1);
+    await finishVerdict(store, 'mod_acct_3', () => ({ decision: 'pass' }));
+    // The last one leaves no zero entry behind (HDEL), so the hash holds only tenants with work.
+    expect(await redis.hexists(tenantKeys(PREFIX).inflight, 'acct')).toBe(0);
+  });
+
+  it('outbox: one event per final verdict for subscribed tenants or callbacks, and one batch.completed', async () => {
+    const { outbox, subscribed } = webhookKeys(PREFIX);
+    const events = async () =>
+      ((await redis.xrange(outbox, '-', '+')) as [string, string[]][]).map(([, f]) =>
+        Object.fromEntries(f.map((_, i, a) => (i % 2 ? [] : [a[i], a[i + 1]])).filter((e) => e.length)),
+      );
+    await redis.del(outbox);
+    // Not subscribed, no callback: nothing is written.
+    await create('quiet', [verdict('mod_quiet')]);
+    await finishVerdict(store, 'mod_quiet', () => ({ decision: 'pass' }));
+    expect(await events()).toEqual([]);
+    // A per-job callback: announced even though the tenant has no endpoint.
+    await store.commitCreation(
+      dispatcher,
+      {
+        tenant: 'quiet',
+        verdicts: [verdict('mod_cb')],
+        jobs: [
+          { stage: 'evaluate', job: { id: 'mod_cb', tenant: 'quiet', prompt: 'p', answer: 'a', profile: 'none', policy: 'both', attempt: 0 } as StageJob },
+        ],
+        callbacks: ['https://hooks.example/x'],
+      },
+      1000,
+    );
+    await store.patch('mod_cb', () => ({ status: 'failed' }));
+    await store.patch('mod_cb', () => ({ status: 'failed' }));
+    expect(await events()).toEqual([
+      { type: 'verdict.failed', id: 'mod_cb', tenant: 'quiet', batch: '', callback: 'https://hooks.example/x', at: expect.any(String) },
+    ]);
+    // A subscribed tenant's batch: one event per item, then batch.completed once.
+    await redis.del(outbox);
+    await redis.sadd(subscribed, 'loud');
+    const ids = ['mod_loud_0', 'mod_loud_1'];
+    await create(
+      'loud',
+      ids.map((id) => verdict(id, 'bat_loud')),
+      { id: 'bat_loud', tenant: 'loud', total: 2, created_at: new Date().toISOString(), metadata: null },
+    );
+    await finishVerdict(store, ids[0], () => ({ decision: 'pass' }));
+    expect((await events()).map((e) => e.type)).toEqual(['verdict.completed']);
+    await store.patch(ids[1], () => ({ status: 'failed' }));
+    await store.patch(ids[1], () => ({ status: 'failed' }));
+    const all = await events();
+    expect(all.map((e) => [e.type, e.id])).toEqual([
+      ['verdict.completed', 'mod_loud_0'],
+      ['verdict.failed', 'mod_loud_1'],
+      ['batch.completed', 'bat_loud'],
+    ]);
+    expect(all.every((e) => e.tenant === 'loud' && e.batch === 'bat_loud')).toBe(true);
+    await redis.srem(subscribed, 'loud');
   });
 
   it('idempotency keys: first claim wins (pending), a duplicate waits boundedly, only the holder releases it', async () => {
