@@ -8,7 +8,7 @@
  */
 import tseslint from 'typescript-eslint';
 
-export const APPS = ['intake-api', 'generator', 'evaluator', 'aligner', 'modctl'];
+export const APPS = ['intake-api', 'generator', 'evaluator', 'aligner', 'notifier', 'modctl'];
 
 const alt = (names) => names.join('|');
 

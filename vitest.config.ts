@@ -20,6 +20,8 @@ export default defineConfig({
       '@libs/evaluation': lib('evaluation'),
       '@libs/imaging': lib('imaging'),
       '@libs/settings': lib('settings'),
+      '@libs/webhooks': lib('webhooks'),
+      '@libs/telemetry': lib('telemetry'),
     },
   },
   test: {

@@ -194,6 +194,27 @@ describe('k8s manifests', () => {
     }
   });
 
+  it('the notifier: its compiled entry, worker probes on HEALTH_PORT, no GPU, no KEDA, a grace period over one delivery attempt', () => {
+    const d = byName('Deployment', 'notifier')!;
+    expect(d).toBeDefined();
+    const c = container(d);
+    expectCompiledEntry(c.command, 'notifier');
+    expect(d.spec.template.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: NODE_UID });
+    const env = containerEnv(d);
+    for (const name of env.keys()) expect(codeReads(name) || PLATFORM_ENV.has(name), `notifier: ${name}`).toBe(true);
+    const port = Number(env.get('HEALTH_PORT') ?? DEFAULT_WORKER_HEALTH_PORT);
+    expect(portNumber(c, c.readinessProbe.httpGet.port)).toBe(port);
+    expect(c.readinessProbe.httpGet.path).toBe(WORKER_PROBE_PATHS.readiness);
+    expect(c.livenessProbe.httpGet.path).toBe(WORKER_PROBE_PATHS.liveness);
+    expect(c.resources.limits['nvidia.com/gpu']).toBeUndefined();
+    expect(of('PodDisruptionBudget').some((p) => p.spec.selector.matchLabels['app.kubernetes.io/name'] === 'notifier')).toBe(true);
+    expect(of('ScaledObject').some((s) => s.spec.scaleTargetRef.name === 'notifier')).toBe(false);
+    expect(d.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(Number(env.get('WEBHOOK_TIMEOUT_MS') ?? 10_000));
+    const svc = (compose.services as Record<string, Doc>).notifier;
+    expectCompiledEntry(svc.command, 'notifier');
+    for (const name of Object.keys(svc.environment)) expect(codeReads(name), `compose notifier: ${name}`).toBe(true);
+  });
+
   it('GPU roles request a GPU; grace periods cover the longest job', () => {
     for (const [role, stage] of Object.entries(ROLE_STAGE)) {
       const d = byName('Deployment', role)!;

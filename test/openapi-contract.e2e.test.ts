@@ -136,7 +136,8 @@ describe('the OpenAPI document is the contract', () => {
       for (const [method, op] of Object.entries(methods as Json)) {
         const where = `${method} ${route}`;
         expect(op.summary, where).toEqual(expect.any(String));
-        if (route.startsWith('/v1/') || route === '/metrics') expect(op.security, where).toEqual([{ bearer: [] }, { apiKey: [] }, { basic: [] }]);
+        if (route.startsWith('/v1/') || route.startsWith('/admin/') || route === '/metrics')
+          expect(op.security, where).toEqual([{ bearer: [] }, { apiKey: [] }, { basic: [] }]);
         else expect(op.security, where).toEqual([]);
         for (const [status, response] of Object.entries(op.responses as Json)) {
           expect(response.description, `${where} ${status}`).toEqual(expect.any(String));
@@ -146,7 +147,10 @@ describe('the OpenAPI document is the contract', () => {
         }
         expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['400', '408', '431', '500']));
         if (route.startsWith('/v1/')) expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['401', '503']));
-        if (method === 'post') expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['202', '403', '409', '413', '415', '422', '429']));
+        if (method === 'post' && ['/v1/jobs', '/v1/batches'].includes(route)) {
+          expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['202', '403', '409', '413', '415', '422', '429']));
+        }
+        if (route.startsWith('/admin/')) expect(Object.keys(op.responses)).toEqual(expect.arrayContaining(['401', '403']));
         if (method === 'get' && route.includes('{id}')) {
           expect(Object.keys(op.responses)).toContain('404');
           expect(op.responses['400'].description).toContain('invalid_id');
@@ -163,7 +167,32 @@ describe('the OpenAPI document is the contract', () => {
     expect(schemas.JobSubmissionForm.properties.image).toMatchObject({ type: 'string', format: 'binary' });
     expect(schemas.BatchSubmissionForm.properties.items).toMatchObject({ type: 'string', description: expect.stringContaining('JSON') });
     expect(schemas.BatchSubmissionForm.additionalProperties).toMatchObject({ type: 'string', format: 'binary' });
-    for (const name of ['JobSubmission', 'BatchSubmission', 'JobSubmissionForm', 'BatchFormItem']) expect(schemas[name].additionalProperties, name).toBe(false);
+    for (const name of ['JobSubmission', 'BatchSubmission', 'JobSubmissionForm', 'BatchFormItem', 'BatchItem', 'WebhookRegistration']) {
+      expect(schemas[name].additionalProperties, name).toBe(false);
+    }
+    // Webhooks: callback_url on jobs and batches (not on a batch's items), the routes, the signed event and its headers.
+    expect(schemas.JobSubmission.properties).toHaveProperty('callback_url');
+    expect(schemas.BatchSubmission.properties).toHaveProperty('callback_url');
+    expect(schemas.BatchItem.properties).not.toHaveProperty('callback_url');
+    expect(doc.paths['/v1/webhooks'].post.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/WebhookCreated' });
+    expect(doc.paths['/v1/webhooks'].post.responses['422'].description).toContain('webhook_target_forbidden');
+    expect(doc.paths['/v1/jobs'].post.responses['422'].description).toContain('callback_not_registered');
+    // Per-tenant limits: each submission route lists every 429 code, with Retry-After.
+    for (const route of ['/v1/jobs', '/v1/batches']) {
+      const tooMany = doc.paths[route].post.responses['429'];
+      for (const code of ['backlog_full', 'tenant_rate_limited', 'tenant_in_flight_limit', 'tenant_backlog_share'])
+        expect(tooMany.description, route).toContain(code);
+      expect(tooMany.headers['Retry-After'].schema, route).toEqual({ type: 'integer', minimum: 1 });
+    }
+    expect(Object.keys(doc.paths['/v1/webhooks/{id}'].delete.responses)).toEqual(expect.arrayContaining(['204', '404']));
+    expect(doc.paths['/admin/webhooks/dead-letter'].get.responses['200'].content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/DeadLetterPage',
+    });
+    expect(doc.paths['/admin/webhooks/dead-letter/{jobId}/replay'].post.responses).toHaveProperty('202');
+    const delivery = doc.paths['/v1/webhooks'].post.callbacks.webhookEvent['{$request.body#/url}'].post;
+    expect(delivery.parameters.map((h: Json) => h.name)).toEqual(['webhook-id', 'webhook-timestamp', 'webhook-signature']);
+    expect(delivery.requestBody.content['application/json'].schema).toEqual({ $ref: '#/components/schemas/WebhookEvent' });
+    expect(schemas.WebhookEvent.properties.data.properties).not.toHaveProperty('prompt');
     expect(schemas.JobSubmission.properties.image.description).toMatch(/data: URL.*PNG, JPEG or WebP/);
     // Nullable enums list null (OpenAPI 3.0: nullable: true, and null in the enum).
     expect(schemas.Verdict.properties.decision).toMatchObject({ nullable: true, enum: ['pass', 'aligned', 'blocked', null] });

@@ -46,6 +46,15 @@ describe('a role with bad settings exits at start-up naming each variable', () =
     expect(res.stderr).toContain('REDIS_URL=');
     expect(res.stderr).not.toContain('hunter2');
   });
+
+  it('notifier: WEBHOOK_TIMEOUT_MS=soon and WEBHOOK_ALLOWED_TARGETS with a space', async () => {
+    const res = await node(['apps/notifier/src/main.ts'], { WEBHOOK_TIMEOUT_MS: 'soon', WEBHOOK_ALLOWED_TARGETS: '127.0.0.1,bad host' });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('invalid configuration for notifier: 2 bad variables');
+    expect(res.stderr).toContain('WEBHOOK_TIMEOUT_MS="soon"');
+    expect(res.stderr).toContain('WEBHOOK_ALLOWED_TARGETS=');
+    expect(res.stdout + res.stderr).not.toMatch(/ready \(probes|ECONNREFUSED/);
+  });
 });
 
 describe('modctl config', () => {

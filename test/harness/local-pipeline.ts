@@ -16,11 +16,12 @@ import { createIntakeApp } from '../../apps/intake-api/src';
 import { GeneratorModule } from '../../apps/generator/src';
 import { EvaluatorModule } from '../../apps/evaluator/src';
 import { AlignerModule } from '../../apps/aligner/src';
+import { NotifierModule } from '../../apps/notifier/src';
 
 export { deleteKeys, freePort, redisAnswers, startPrivateRedis, type PrivateRedis } from '@libs/queue';
 export { pollBatch, readSampleBatch, sampleBatchForm, type SampleItem } from '../../apps/modctl/src/sample-batch';
 
-export type Role = 'intake' | 'generator' | 'evaluator' | 'aligner';
+export type Role = 'intake' | 'generator' | 'evaluator' | 'aligner' | 'notifier';
 
 export interface LocalPipeline {
   url: string;
@@ -39,6 +40,7 @@ const ROLE_MODULES = {
   generator: (env: NodeJS.ProcessEnv) => GeneratorModule.register(env),
   evaluator: (env: NodeJS.ProcessEnv) => EvaluatorModule.register(env),
   aligner: (env: NodeJS.ProcessEnv) => AlignerModule.register(env),
+  notifier: (env: NodeJS.ProcessEnv) => NotifierModule.register(env),
 };
 
 /** Starts the chosen roles in this process under their own key prefix, blob directory and API keys. */
@@ -63,7 +65,7 @@ export async function startLocalPipeline(
   try {
     // Workers first: their engines load while nothing waits on them yet.
     await Promise.all(
-      (['generator', 'evaluator', 'aligner'] as const)
+      (['generator', 'evaluator', 'aligner', 'notifier'] as const)
         .filter((r) => roles.includes(r))
         .map(async (role) => {
           apps[role] = await NestFactory.createApplicationContext(ROLE_MODULES[role](env), { logger: [...logger], abortOnError: false });

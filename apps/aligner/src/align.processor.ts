@@ -4,6 +4,7 @@ import type { Job } from 'bullmq';
 import { ModerationError, type StageJob, type Verdict } from '@libs/contracts';
 import { ALIGNER_DEFAULTS } from '@libs/safety';
 import { readSetting } from '@libs/settings';
+import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { BLOB_STORE, VERDICT_STORE, type BlobStore, type VerdictStore } from '@libs/storage';
 import type { VlmEngine } from '@libs/vlm';
 import {
@@ -56,6 +57,8 @@ export class AlignProcessor extends StageWorkerHost {
       throw classifyEngineError(err, 'alignment_failed');
     }
     const ms = Date.now() - started;
+    // The conversation's own prefill is one row; its candidates share decode steps with other jobs' rows.
+    annotateActiveSpan({ [ATTR.model]: this.engine.info().name, [ATTR.prefillBatch]: 1, [ATTR.decodeBatch]: out.maxDecodeBatch });
     await finishVerdict(this.verdicts, job.data.id, (v) => ({
       decision: out.safe ? 'aligned' : 'blocked',
       final_answer: out.safe ? out.answer : this.config.blockedAnswer,

@@ -12,6 +12,8 @@ export interface AlignedAnswer {
   answerSafety: number;
   /** Whether the aligned answer passes the post-generation threshold; if not, the verdict is `blocked`. */
   safe: boolean;
+  /** The largest decode step the candidates joined (each conversation is prefilled alone). */
+  maxDecodeBatch?: number;
 }
 
 /** What the aligner role needs from the safety methods: ETA's shallow prefix + sentence-level best-of-N. */

@@ -26,6 +26,7 @@ export async function openSafetyAligner(engine: VlmEngine, config: AlignerConfig
         candidatesScored: out.candidatesScored,
         answerSafety: out.final.answer_safety,
         safe: out.final.passed,
+        maxDecodeBatch: out.stats.maxBatch,
       };
     },
     close: () => evaluator.close(),

@@ -3,6 +3,7 @@ import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
 import { nextStage, StageDispatcher } from '@libs/queue';
+import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
 import { evaluateWorkerOptions, finishVerdict, StageWorkerHost } from '@libs/worker';
 import { EvaluationService } from './evaluation.service';
@@ -24,6 +25,8 @@ export class EvaluateProcessor extends StageWorkerHost {
   protected async run(job: Job<StageJob>, verdict: Verdict): Promise<void> {
     const result = await this.evaluation.evaluate(job.data);
     const described = this.evaluation.evaluator.describe();
+    // The CLIP and reward batch sizes are recorded on this span by the coalesced calls themselves (@libs/safety).
+    annotateActiveSpan({ [ATTR.model]: described.name, [ATTR.flagged]: result.flagged });
     const fields = (v: Verdict): Partial<Verdict> => ({
       flagged: result.flagged,
       scores: result.scores,

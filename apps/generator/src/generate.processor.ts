@@ -3,6 +3,7 @@ import { Inject } from '@nestjs/common';
 import type { Job } from 'bullmq';
 import type { StageJob, Verdict } from '@libs/contracts';
 import { StageDispatcher } from '@libs/queue';
+import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
 import { gpuStageWorkerOptions, StageWorkerHost } from '@libs/worker';
 import { GenerationService } from './generation.service';
@@ -25,10 +26,12 @@ export class GenerateProcessor extends StageWorkerHost {
   protected async run(job: Job<StageJob>, verdict: Verdict): Promise<void> {
     // A run that died after recording its answer (before BullMQ saw it complete) does not burn the GPU again.
     if (verdict.original_answer !== null && verdict.timings.generate_ms !== undefined) {
+      annotateActiveSpan({ [ATTR.model]: verdict.model?.name, [ATTR.skipped]: 'answer_recorded' });
       await this.dispatcher.enqueue('evaluate', { ...job.data, answer: verdict.original_answer, attempt: verdict.attempts });
       return;
     }
     const out = await this.generation.generate(job.data);
+    annotateActiveSpan({ [ATTR.model]: out.model.name, [ATTR.prefillBatch]: out.batch?.prefill, [ATTR.decodeBatch]: out.batch?.maxDecode });
     await this.verdicts.patch(job.data.id, (v) => ({
       original_answer: out.answer,
       model: out.model,

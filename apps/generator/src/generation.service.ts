@@ -13,6 +13,8 @@ export interface GeneratedAnswer {
   promptTokens: number;
   tokens: number;
   finishReason: string;
+  /** The engine's batches this job's row was in (for the stage span). */
+  batch?: { prefill: number; maxDecode: number };
 }
 
 /** Answers one job with the VLM under its revision profile. */
@@ -44,6 +46,7 @@ export class GenerationService {
       promptTokens: result.promptTokens,
       tokens: result.tokens.length,
       finishReason: result.finishReason,
+      batch: result.batch,
     };
   }
 }

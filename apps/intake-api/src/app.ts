@@ -11,7 +11,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ModerationError, openApiDocument } from '@libs/contracts';
-import { StageDispatcher } from '@libs/queue';
+import { queuePrefix, StageDispatcher, TenantRateLimiter } from '@libs/queue';
+import { STORAGE_REDIS } from '@libs/storage';
+import { WEBHOOK_QUEUE } from '@libs/webhooks';
+import type { Queue } from 'bullmq';
+import { traceHttpRequests } from '@libs/telemetry';
 import { requireAdmin } from './auth';
 import { intakeBodyLimits } from './body-limits';
 import { intakeConfigFromEnv } from './config';
@@ -19,6 +23,7 @@ import { ErrorFilter, renderError } from './error.filter';
 import { IntakeModule } from './intake.module';
 import { jsonDepthExceeds } from './json-depth';
 import { IntakeMetrics } from './metrics';
+import { tenantRateHook } from './tenant-rate';
 
 export const ADMIN_DASHBOARD_PATH = '/admin/queues';
 
@@ -75,6 +80,8 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   );
   metrics = app.get(IntakeMetrics);
   const fastify = app.getHttpAdapter().getInstance();
+  // First of the hooks: a request refused early (413, 429) still gets its span. A no-op unless tracing was started.
+  traceHttpRequests(fastify);
 
   // Body limits that follow from the item limits (a job body is one item, a batch body maxBatchItems items), so a
   // long prompt is refused by its size, from Content-Length or while streaming, before a byte of it is parsed.
@@ -111,6 +118,12 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
       return reply;
     }
   });
+  // Each tenant's submission rate (cluster-wide, in Redis), after the size check and before the body is read.
+  const rateLimiter = new TenantRateLimiter(app.get(STORAGE_REDIS), queuePrefix(env));
+  fastify.addHook(
+    'onRequest',
+    tenantRateHook(config, rateLimiter, (reply, err) => sendError(reply, err, metrics)),
+  );
   fastify.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     const route = req.routeOptions?.url ?? 'unmatched';
     metrics!.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
@@ -136,10 +149,8 @@ export async function createIntakeApp(options: IntakeAppOptions = {}): Promise<N
   const board = new BullBoardFastifyAdapter();
   board.setBasePath(ADMIN_DASHBOARD_PATH);
   createBullBoard({
-    queues: app
-      .get(StageDispatcher)
-      .all()
-      .map((q) => new BullMQAdapter(q)),
+    // The stage queues, and the webhook deliveries (their failed set is the dead-letter state).
+    queues: [...app.get(StageDispatcher).all(), app.get<Queue>(WEBHOOK_QUEUE)].map((q) => new BullMQAdapter(q)),
     serverAdapter: board as never,
   });
   await app.register(async (dashboard: FastifyInstance) => {

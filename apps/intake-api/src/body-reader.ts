@@ -133,10 +133,12 @@ function objectBody(body: unknown): Record<string, unknown> {
 }
 
 /** The fields each body takes (the OpenAPI document declares them with additionalProperties: false). */
-const JSON_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'image'] as const;
-const JSON_BATCH_FIELDS = ['items', 'metadata'] as const;
-const FORM_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata'] as const;
-const FORM_BATCH_FIELDS = ['items', 'metadata'] as const;
+const JSON_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'image', 'callback_url'] as const;
+// A batch's items take a job's fields but callback_url, which the batch has once for all of them.
+const JSON_ITEM_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'image'] as const;
+const JSON_BATCH_FIELDS = ['items', 'metadata', 'callback_url'] as const;
+const FORM_JOB_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'callback_url'] as const;
+const FORM_BATCH_FIELDS = ['items', 'metadata', 'callback_url'] as const;
 const FORM_ITEM_FIELDS = ['prompt', 'answer', 'profile', 'metadata', 'file'] as const;
 
 /** Bodies are strict: a field the API does not define is refused, so a misspelt `propmt` is not silently dropped. */
@@ -182,18 +184,26 @@ export async function readJob(req: FastifyRequest, limits: Limits): Promise<Inta
       profile: form.fields.get('profile'),
       metadata: parseJsonField('metadata', form.fields.get('metadata'), limits),
       image: form.files[0]?.bytes,
+      callbackUrl: form.fields.get('callback_url'),
     };
   }
   requireJson(req);
   const body = strictObject(req.body, JSON_JOB_FIELDS, 'a job');
-  return { prompt: body.prompt, answer: body.answer, profile: body.profile, metadata: body.metadata, image: decodeBase64Image(body.image, limits, 0) };
+  return {
+    prompt: body.prompt,
+    answer: body.answer,
+    profile: body.profile,
+    metadata: body.metadata,
+    image: decodeBase64Image(body.image, limits, 0),
+    callbackUrl: body.callback_url,
+  };
 }
 
 /**
  * Many jobs. JSON: `{ items: [...], metadata? }` or a bare array. Multipart: a field `items` (JSON array) and
  * one file per item; an item names its file's field in `file`, or files pair with items in order.
  */
-export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ items: IntakeItem[]; metadata: unknown }> {
+export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ items: IntakeItem[]; metadata: unknown; callbackUrl?: unknown }> {
   if (req.isMultipart()) {
     const body = intakeBodyLimits(limits);
     const form = await readMultipart(req, limits, {
@@ -227,7 +237,7 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
       }
       return { prompt: item.prompt, answer: item.answer, profile: item.profile, metadata: item.metadata, image };
     });
-    return { items, metadata: parseJsonField('metadata', form.fields.get('metadata'), limits) };
+    return { items, metadata: parseJsonField('metadata', form.fields.get('metadata'), limits), callbackUrl: form.fields.get('callback_url') };
   }
   requireJson(req);
   const body = req.body;
@@ -239,8 +249,9 @@ export async function readBatch(req: FastifyRequest, limits: Limits): Promise<{ 
     });
   }
   const items = rawItems.map((raw, i): IntakeItem => {
-    const item = strictObject(raw, JSON_JOB_FIELDS, `item ${i} of a batch`, i);
+    const item = strictObject(raw, JSON_ITEM_FIELDS, `item ${i} of a batch`, i);
     return { prompt: item.prompt, answer: item.answer, profile: item.profile, metadata: item.metadata, image: decodeBase64Image(item.image, limits, i) };
   });
-  return { items, metadata: Array.isArray(body) ? undefined : (body as Record<string, unknown>).metadata };
+  const wrapper = Array.isArray(body) ? undefined : (body as Record<string, unknown>);
+  return { items, metadata: wrapper?.metadata, callbackUrl: wrapper?.callback_url };
 }

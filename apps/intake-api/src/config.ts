@@ -2,6 +2,7 @@ import { ProfileCatalog } from '@libs/revision';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { limitsFromEnv, type Limits, type Policy } from '@libs/contracts';
+import { tenantLimitsFromEnv, type TenantLimitsCatalog } from '@libs/queue';
 import { readSetting } from '@libs/settings';
 
 /** Env variables the intake API reads (besides the limits in LIMIT_ENV and the queue/storage ones). */
@@ -41,6 +42,8 @@ export interface IntakeConfig {
   /** Decode every image fully at the door (catches truncated files) rather than trusting the header. */
   decodeCheck: boolean;
   metricsAuth: MetricsAuth;
+  /** Each tenant's request rate, in-flight limit and backlog share (TENANT_* settings and TENANT_LIMITS_FILE). */
+  tenantLimits: TenantLimitsCatalog;
 }
 
 export const INTAKE_CONFIG = Symbol('INTAKE_CONFIG');
@@ -95,5 +98,6 @@ export function intakeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Intak
     profiles: ProfileCatalog.fromEnv(env),
     decodeCheck: readSetting<boolean>(env, INTAKE_ENV.decodeCheck) ?? true,
     metricsAuth: readSetting<MetricsAuth>(env, INTAKE_ENV.metricsAuth) ?? 'public',
+    tenantLimits: tenantLimitsFromEnv(env),
   };
 }

@@ -2,12 +2,14 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { StageQueuesModule } from '@libs/queue';
 import { StorageModule } from '@libs/storage';
+import { WebhooksModule } from '@libs/webhooks';
 import { ApiKeyGuard } from './auth';
 import { INTAKE_CONFIG, intakeConfigFromEnv, type IntakeConfig } from './config';
 import { IntakeService } from './intake.service';
 import { JobsController } from './jobs.controller';
 import { IntakeMetrics } from './metrics';
 import { OpsController } from './ops.controller';
+import { DeadLetterController, WebhooksController } from './webhooks.controller';
 
 @Module({})
 export class IntakeModule {
@@ -19,8 +21,10 @@ export class IntakeModule {
       imports: [
         StageQueuesModule.register(['generate', 'evaluate', 'align'], env, { producer: true }),
         StorageModule.register(env, { producer: true, collectBlobs: true }),
+        // Endpoint registration, callback URL checks and the dead-letter admin; the notifier role delivers.
+        WebhooksModule.forIntake(env),
       ],
-      controllers: [JobsController, OpsController],
+      controllers: [JobsController, OpsController, WebhooksController, DeadLetterController],
       providers: [{ provide: INTAKE_CONFIG, useValue: config }, IntakeService, IntakeMetrics, { provide: APP_GUARD, useClass: ApiKeyGuard }],
     };
   }

@@ -2,8 +2,9 @@ import { RevisionProfileError } from '@libs/revision';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { ModerationError, queuedVerdict, type BatchAccepted, type JobAccepted, type StageJob, type Verdict } from '@libs/contracts';
-import { asRedisError, entryStage, StageDispatcher, type Reservation } from '@libs/queue';
-import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BatchRecord, type BlobStore, type IdempotencyRecord, type VerdictStore } from '@libs/storage';
+import { asRedisError, backlogShareCap, entryStage, StageDispatcher, type Reservation } from '@libs/queue';
+import { BLOB_STORE, VERDICT_STORE, sha256Hex, type BlobStore, type CreationSpec, type IdempotencyRecord, type VerdictStore } from '@libs/storage';
+import { traceCarrier } from '@libs/telemetry';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 import { inspectImage } from './image-inspector';
 import { valueDepthExceeds } from './json-depth';
@@ -17,6 +18,8 @@ export interface IntakeItem {
   profile?: unknown;
   metadata?: unknown;
   image?: Uint8Array;
+  /** The raw callback_url field (the controller checks it against the tenant's webhooks). */
+  callbackUrl?: unknown;
 }
 
 interface CheckedItem {
@@ -52,21 +55,21 @@ export class IntakeService {
     private readonly metrics: IntakeMetrics,
   ) {}
 
-  async submitJob(tenant: string, item: IntakeItem, idempotencyKey?: string): Promise<JobAccepted> {
+  async submitJob(tenant: string, item: IntakeItem, idempotencyKey?: string, callback?: string): Promise<JobAccepted> {
     const checked = await this.check(tenant, item, 0);
-    const bodySha = this.bodyHash([checked], null);
+    const bodySha = this.bodyHash([checked], null, callback);
     const keySha = idempotencyKey ? this.keyHash(idempotencyKey) : undefined;
     const id = keySha ? idFromKey('job', tenant, keySha) : newId('job');
     const earlier = await this.create(tenant, [checked], { kind: 'job', id, bodySha256: bodySha }, keySha, () => {
       const job = this.stageJob(id, tenant, checked);
-      return { jobs: [job], verdicts: [this.queuedVerdict(job, checked, null)] };
+      return { jobs: [job], verdicts: [this.queuedVerdict(job, checked, null)], callbacks: [callback ?? null] };
     });
     if (earlier) return this.replay(earlier, 'job', bodySha) as JobAccepted;
     this.metrics.accepted.inc({ kind: 'job' });
     return { id, status: 'queued', poll_url: `/v1/jobs/${id}`, created: true };
   }
 
-  async submitBatch(tenant: string, items: IntakeItem[], metadata: unknown, idempotencyKey?: string): Promise<BatchAccepted> {
+  async submitBatch(tenant: string, items: IntakeItem[], metadata: unknown, idempotencyKey?: string, callback?: string): Promise<BatchAccepted> {
     if (items.length === 0) throw new ModerationError('batch_empty', 'a batch needs at least one item');
     if (items.length > this.config.limits.maxBatchItems) {
       throw new ModerationError('batch_too_large', `a batch holds at most ${this.config.limits.maxBatchItems} items; got ${items.length}`, {
@@ -76,7 +79,7 @@ export class IntakeService {
     const batchMeta = this.checkMetadata(metadata, -1);
     const checked: CheckedItem[] = [];
     for (let i = 0; i < items.length; i++) checked.push(await this.check(tenant, items[i], i));
-    const bodySha = this.bodyHash(checked, batchMeta);
+    const bodySha = this.bodyHash(checked, batchMeta, callback);
     const keySha = idempotencyKey ? this.keyHash(idempotencyKey) : undefined;
     const batchId = keySha ? idFromKey('batch', tenant, keySha) : newId('batch');
     const jobIds = checked.map((_, i) => `${batchId.replace(/^bat_/, 'mod_')}_${i}`);
@@ -93,7 +96,9 @@ export class IntakeService {
       return {
         jobs,
         verdicts: jobs.map((job, i) => this.queuedVerdict(job, checked[i], batchId)),
-        batch: { id: batchId, tenant, total: jobs.length, created_at: new Date().toISOString(), metadata: batchMeta },
+        batch: { id: batchId, tenant, total: jobs.length, created_at: new Date().toISOString(), metadata: batchMeta, callback: callback ?? null },
+        // The batch's callback gets each item's verdict events too, and batch.completed.
+        callbacks: jobs.map(() => callback ?? null),
       };
     });
     if (earlier) {
@@ -129,7 +134,7 @@ export class IntakeService {
     items: CheckedItem[],
     record: IdempotencyRecord,
     keySha: string | undefined,
-    build: () => { jobs: StageJob[]; verdicts: Verdict[]; batch?: Omit<BatchRecord, 'counts'> },
+    build: () => { jobs: StageJob[]; verdicts: Verdict[]; batch?: CreationSpec['batch']; callbacks?: CreationSpec['callbacks'] },
   ): Promise<IdempotencyRecord | undefined> {
     let token: string | undefined;
     let reservation: Reservation | undefined;
@@ -140,9 +145,9 @@ export class IntakeService {
         if (claim.earlier) return claim.earlier;
         token = claim.token;
       }
-      reservation = await this.reserve(items.length);
+      reservation = await this.reserve(tenant, items.length);
       await this.store(items);
-      const { jobs, verdicts, batch } = build();
+      const { jobs, verdicts, batch, callbacks } = build();
       const outcome = await this.verdicts.commitCreation(
         this.dispatcher,
         {
@@ -150,6 +155,7 @@ export class IntakeService {
           verdicts,
           jobs: jobs.map((job) => ({ stage: entryStage(job), job })),
           batch,
+          callbacks,
           reservation,
           idempotency: keySha && token ? { tenant, keySha256: keySha, token, record } : undefined,
         },
@@ -173,16 +179,38 @@ export class IntakeService {
     }
   }
 
-  /** Reserves backlog slots cluster-wide (all replicas, one Redis script), or refuses with 429. */
-  private async reserve(items: number): Promise<Reservation> {
-    const result = await this.dispatcher.reserve(items, this.config.limits.maxBacklog);
-    if (!result.ok) {
-      this.metrics.backpressure.inc();
-      throw new ModerationError('backlog_full', `the pipeline backlog (${result.backlog} jobs) is at its limit; retry later`, {
-        retry_after_seconds: this.config.limits.retryAfterSeconds,
-      });
+  /**
+   * Reserves backlog slots cluster-wide (all replicas, one Redis script) within the global backlog and the tenant's
+   * in-flight limit and backlog share, or refuses with the 429 of the limit that was hit.
+   */
+  private async reserve(tenant: string, items: number): Promise<Reservation> {
+    const { maxBacklog, retryAfterSeconds } = this.config.limits;
+    const limits = this.config.tenantLimits.for(tenant);
+    const admission = { tenant, maxInFlight: limits.maxInFlight, backlogShareCap: backlogShareCap(limits, maxBacklog) };
+    // A batch that could never fit the tenant's own limits is refused as too large, not with a 429 no wait would pass.
+    const cap = Math.min(...[admission.maxInFlight, admission.backlogShareCap].filter((n) => n > 0));
+    if (items > cap) {
+      throw new ModerationError('batch_too_large', `this tenant may hold at most ${cap} items in flight; the batch has ${items}`, { limit: cap });
     }
-    return result.reservation;
+    const result = await this.dispatcher.reserve(items, maxBacklog, { tenant: admission });
+    if (result.ok) return result.reservation;
+    const retry = { retry_after_seconds: retryAfterSeconds };
+    if (result.reason === 'tenant_in_flight_limit') {
+      throw new ModerationError(
+        'tenant_in_flight_limit',
+        `this tenant has ${result.tenantHeld} items in flight; with ${items} more it would pass its limit of ${admission.maxInFlight}; retry later`,
+        { ...retry, limit: admission.maxInFlight, in_flight: result.tenantHeld },
+      );
+    }
+    if (result.reason === 'tenant_backlog_share') {
+      throw new ModerationError(
+        'tenant_backlog_share',
+        `this tenant holds ${result.tenantHeld} items of the pipeline backlog; with ${items} more it would pass its share (${limits.maxBacklogShare} of ${maxBacklog}: ${admission.backlogShareCap} items); retry later`,
+        { ...retry, limit: admission.backlogShareCap, share: limits.maxBacklogShare, in_flight: result.tenantHeld },
+      );
+    }
+    this.metrics.backpressure.inc();
+    throw new ModerationError('backlog_full', `the pipeline backlog (${result.backlog} jobs) is at its limit; retry later`, retry);
   }
 
   private async store(items: CheckedItem[]): Promise<void> {
@@ -253,9 +281,10 @@ export class IntakeService {
     return { prompt, answer, profile, metadata, image: item.image };
   }
 
-  private bodyHash(items: CheckedItem[], metadata: Record<string, unknown> | null): string {
+  private bodyHash(items: CheckedItem[], metadata: Record<string, unknown> | null, callback?: string): string {
     const canonical = items.map((i) => [i.prompt, i.answer ?? null, i.profile, i.metadata, i.image ? sha256Hex(i.image) : null]);
-    return sha256Hex(JSON.stringify([canonical, metadata]));
+    // The callback only when given, so the hashes of requests without one are those they always were.
+    return sha256Hex(JSON.stringify(callback ? [canonical, metadata, callback] : [canonical, metadata]));
   }
 
   private stageJob(id: string, tenant: string, item: CheckedItem, batchId?: string): StageJob {
@@ -269,6 +298,8 @@ export class IntakeService {
       policy: this.config.policy,
       batchId,
       attempt: 0,
+      // The active HTTP span's W3C context (none with tracing off): the stages continue this request's trace.
+      ...traceCarrier(),
     };
   }
 

@@ -1,7 +1,9 @@
 import { Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { ModerationError, type BatchAccepted, type BatchStatus, type JobAccepted, type Verdict, type VerdictPage } from '@libs/contracts';
+import { asRedisError } from '@libs/queue';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
+import { EndpointRegistry } from '@libs/webhooks';
 import { canRead, CurrentPrincipal, tenantOf, type Principal } from './auth';
 import { readBatch, readJob } from './body-reader';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
@@ -23,13 +25,25 @@ export class JobsController {
     private readonly intake: IntakeService,
     @Inject(VERDICT_STORE) private readonly verdicts: VerdictStore,
     @Inject(INTAKE_CONFIG) private readonly config: IntakeConfig,
+    private readonly webhooks: EndpointRegistry,
   ) {}
+
+  /** A callback_url must share its origin with one of the tenant's webhook endpoints (whose secret signs it). */
+  private async callbackOf(tenant: string, raw: unknown): Promise<string | undefined> {
+    if (raw === undefined || raw === null || raw === '') return undefined;
+    try {
+      return await this.webhooks.checkCallback(tenant, raw);
+    } catch (err) {
+      throw asRedisError(err);
+    }
+  }
 
   @Post('jobs')
   @HttpCode(202)
   async submitJob(@Req() req: FastifyRequest, @CurrentPrincipal() principal: Principal): Promise<JobAccepted> {
     const tenant = tenantOf(principal);
-    return this.intake.submitJob(tenant, await readJob(req, this.config.limits), idempotencyKeyOf(req));
+    const item = await readJob(req, this.config.limits);
+    return this.intake.submitJob(tenant, item, idempotencyKeyOf(req), await this.callbackOf(tenant, item.callbackUrl));
   }
 
   @Get('jobs/:id')
@@ -43,8 +57,8 @@ export class JobsController {
   @HttpCode(202)
   async submitBatch(@Req() req: FastifyRequest, @CurrentPrincipal() principal: Principal): Promise<BatchAccepted> {
     const tenant = tenantOf(principal);
-    const { items, metadata } = await readBatch(req, this.config.limits);
-    return this.intake.submitBatch(tenant, items, metadata, idempotencyKeyOf(req));
+    const { items, metadata, callbackUrl } = await readBatch(req, this.config.limits);
+    return this.intake.submitBatch(tenant, items, metadata, idempotencyKeyOf(req), await this.callbackOf(tenant, callbackUrl));
   }
 
   @Get('batches/:id')

@@ -22,5 +22,14 @@ export const StageJobSchema = z.object({
   batchId: ModerationIdSchema.optional(),
   /** How many stage runs came before this one (diagnostics; BullMQ keeps its own attempt counters). */
   attempt: z.number().int().nonnegative(),
+  /**
+   * W3C trace context of the span that enqueued this job (the intake's HTTP span, then each stage's span), so one
+   * job is one trace across the queues; absent when tracing is off. Never trusted for anything but tracing.
+   */
+  traceparent: z
+    .string()
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/)
+    .optional(),
+  tracestate: z.string().max(512).optional(),
 });
 export type StageJob = z.infer<typeof StageJobSchema>;

@@ -3,6 +3,7 @@ import {
   ApiErrorSchema,
   BatchAcceptedSchema,
   BatchFormItemSchema,
+  BatchItemSchema,
   BatchStatusSchema,
   BatchSubmissionFormSchema,
   BatchSubmissionSchema,
@@ -10,6 +11,14 @@ import {
   JobSubmissionFormSchema,
   JobSubmissionSchema,
   VerdictPageSchema,
+  DeadLetterPageSchema,
+  DeadLetterSchema,
+  ReplayAcceptedSchema,
+  WebhookCreatedSchema,
+  WebhookEndpointSchema,
+  WebhookEventSchema,
+  WebhookListSchema,
+  WebhookRegistrationSchema,
 } from './api';
 import { ERROR_CODES, type ErrorCode } from './errors';
 import { DEFAULT_LIMITS, type Limits } from './limits';
@@ -30,6 +39,7 @@ const PUBLIC_SCHEMAS: Record<string, z.ZodType> = {
   BatchSubmission: BatchSubmissionSchema,
   BatchSubmissionForm: BatchSubmissionFormSchema,
   BatchFormItem: BatchFormItemSchema,
+  BatchItem: BatchItemSchema,
   JobAccepted: JobAcceptedSchema,
   BatchAccepted: BatchAcceptedSchema,
   BatchStatus: BatchStatusSchema,
@@ -38,6 +48,14 @@ const PUBLIC_SCHEMAS: Record<string, z.ZodType> = {
   ApiError: ApiErrorSchema,
   Health: HealthSchema,
   Readiness: ReadinessSchema,
+  WebhookRegistration: WebhookRegistrationSchema,
+  WebhookEndpoint: WebhookEndpointSchema,
+  WebhookCreated: WebhookCreatedSchema,
+  WebhookList: WebhookListSchema,
+  WebhookEvent: WebhookEventSchema,
+  DeadLetter: DeadLetterSchema,
+  DeadLetterPage: DeadLetterPageSchema,
+  ReplayAccepted: ReplayAcceptedSchema,
 };
 
 type Json = Record<string, unknown>;
@@ -80,11 +98,11 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'The key may not do this',
   404: 'No such resource for this key',
   408: 'The request was not received in time',
-  409: 'Idempotency-Key conflict or still in progress',
+  409: 'Conflict: an Idempotency-Key in use, or a limit on what a tenant may hold',
   413: 'Over a size limit',
   415: 'Unsupported media type or image format',
   422: 'The input cannot be processed',
-  429: 'The backlog is full; retry after Retry-After',
+  429: 'The backlog is full, or the tenant is over its request rate, items in flight or backlog share; retry after Retry-After',
   431: 'The request headers are over the size limit',
   500: 'Internal error',
   503: 'The queue store is unavailable or full; retry after Retry-After',
@@ -130,6 +148,7 @@ const SUBMIT_ERRORS = (batch: boolean): Record<number, ErrorCode[]> => ({
     'metadata_too_large',
     'json_too_deep',
     'too_many_files',
+    'invalid_webhook_url',
     ...(batch ? (['image_missing', 'batch_empty'] as ErrorCode[]) : []),
   ],
   401: ['unauthorized'],
@@ -137,8 +156,8 @@ const SUBMIT_ERRORS = (batch: boolean): Record<number, ErrorCode[]> => ({
   409: ['idempotency_conflict', 'idempotency_in_progress'],
   413: ['request_too_large', 'image_too_large', 'image_too_many_pixels', ...(batch ? (['batch_too_large'] as ErrorCode[]) : [])],
   415: ['unsupported_media_type', 'unsupported_image_format'],
-  422: ['image_undecodable', 'image_aspect_ratio', 'unknown_profile'],
-  429: ['backlog_full'],
+  422: ['image_undecodable', 'image_aspect_ratio', 'unknown_profile', 'webhook_target_forbidden', 'callback_not_registered'],
+  429: ['backlog_full', 'tenant_rate_limited', 'tenant_in_flight_limit', 'tenant_backlog_share'],
   503: ['redis_unavailable', 'redis_full'],
 });
 
@@ -157,11 +176,184 @@ const IDEMPOTENCY_KEY = {
   schema: { type: 'string', minLength: 1 },
 };
 
+/** W3C trace context: the intake's span (and the stages after it) join the caller's trace; see docs/deploy.md "Tracing". */
+const TRACE_CONTEXT = [
+  {
+    name: 'traceparent',
+    in: 'header',
+    required: false,
+    description:
+      "W3C Trace Context of the caller's span: with tracing on, this request's span and every stage of the jobs it creates are in that trace (an unsampled flag is honoured). Ignored when tracing is off; a malformed value is ignored, never refused",
+    schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' },
+  },
+  {
+    name: 'tracestate',
+    in: 'header',
+    required: false,
+    description: 'W3C Trace Context vendor state, carried with traceparent',
+    schema: { type: 'string' },
+  },
+];
+
+const signatureHeader = (name: string, description: string) => ({ name, in: 'header', required: true, description, schema: { type: 'string' } });
+
+/** What the notifier POSTs to an endpoint (or a callback_url): a signed WebhookEvent (Standard Webhooks headers). */
+function webhookCallback(expression: string): Json {
+  return {
+    [expression]: {
+      post: {
+        summary: 'A webhook event, signed',
+        description:
+          'Sent by the notifier role after a verdict (or a batch) became final, at least once: retried with exponential backoff (WEBHOOK_BACKOFF_MS, doubling up to an hour) on a non-2xx answer, a timeout (WEBHOOK_TIMEOUT_MS) or a connection error for WEBHOOK_GIVE_UP_SECONDS, then dead-lettered. Redirects are not followed. De-duplicate on webhook-id; verify webhook-signature (see docs/deploy.md, Webhooks).',
+        parameters: [
+          signatureHeader('webhook-id', "The event id (the body's id): the same on every attempt and replay"),
+          signatureHeader('webhook-timestamp', 'Unix seconds of this attempt; refuse one more than 5 minutes from your clock'),
+          signatureHeader(
+            'webhook-signature',
+            '`v1,` + base64 HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<body>` keyed with the base64-decoded secret after `whsec_` (several space-separated when secrets rotate)',
+          ),
+        ],
+        // The receiver authenticates the sender by the signature, not by a credential the notifier presents.
+        security: [],
+        requestBody: { required: true, content: { 'application/json': { schema: ref('WebhookEvent') } } },
+        responses: {
+          '2XX': { description: 'Delivered' },
+          '4XX': { description: 'Not delivered: retried until the give-up window ends' },
+          '5XX': { description: 'Not delivered: retried until the give-up window ends' },
+        },
+      },
+    },
+  };
+}
+
+const WEBHOOK_ID_PARAM = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: 'The webhook endpoint id, as returned when it was registered',
+  schema: { type: 'string', pattern: '^whk_[0-9a-f]{24}$' },
+};
+const ADMIN_READ_ERRORS: Record<number, ErrorCode[]> = {
+  ...TRANSPORT,
+  400: ['invalid_request'],
+  401: ['unauthorized'],
+  403: ['forbidden'],
+  503: ['redis_unavailable'],
+};
+const PAGE_PARAMS = [
+  {
+    name: 'cursor',
+    in: 'query',
+    required: false,
+    description: 'next_cursor of the previous page, as given',
+    schema: { type: 'string', pattern: '^[A-Za-z0-9_-]+$' },
+  },
+  { name: 'limit', in: 'query', required: false, description: 'Entries per page', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+];
+
+/** The routes of webhook endpoints (tenant key) and of the dead-letter state (admin key). */
+function webhookPaths(): Json {
+  const json = (schema: string) => ({ 'application/json': { schema: ref(schema) } });
+  return {
+    '/v1/webhooks': {
+      post: {
+        tags: ['webhooks'],
+        operationId: 'registerWebhook',
+        summary: 'Register a webhook endpoint',
+        description:
+          'Events of the tenant (verdict.completed, verdict.failed, batch.completed, or the subset in `events`) are POSTed to `url`, signed with the secret answered here, once. An https URL without credentials; a literal private, loopback or link-local address is refused (422 webhook_target_forbidden) unless the operator allows it, and names are checked by DNS at each delivery. At most WEBHOOK_MAX_ENDPOINTS (default 10) per tenant (409 too_many_webhooks).',
+        security: SECURITY,
+        requestBody: { required: true, description: 'The endpoint', content: json('WebhookRegistration') },
+        callbacks: { webhookEvent: webhookCallback('{$request.body#/url}') },
+        responses: {
+          201: { description: 'Registered: keep the secret, it is not shown again', content: json('WebhookCreated') },
+          ...errors({
+            ...TRANSPORT,
+            400: ['invalid_request', 'unknown_field', 'invalid_webhook_url', 'json_too_deep'],
+            401: ['unauthorized'],
+            403: ['forbidden'],
+            409: ['too_many_webhooks'],
+            413: ['request_too_large'],
+            415: ['unsupported_media_type'],
+            422: ['webhook_target_forbidden'],
+            503: ['redis_unavailable', 'redis_full'],
+          }),
+        },
+      },
+      get: {
+        tags: ['webhooks'],
+        operationId: 'listWebhooks',
+        summary: "The tenant's webhook endpoints, without secrets",
+        security: SECURITY,
+        responses: {
+          200: { description: "The tenant's endpoints; those of the operator's file are read_only", content: json('WebhookList') },
+          ...errors({ ...TRANSPORT, 400: ['invalid_request'], 401: ['unauthorized'], 403: ['forbidden'], 503: ['redis_unavailable'] }),
+        },
+      },
+    },
+    '/v1/webhooks/{id}': {
+      delete: {
+        tags: ['webhooks'],
+        operationId: 'deleteWebhook',
+        summary: 'Delete a webhook endpoint',
+        description:
+          "Deliveries already queued to it give up (there is no secret left to sign them); a read_only endpoint is removed from the operator's file instead (403).",
+        security: SECURITY,
+        parameters: [WEBHOOK_ID_PARAM],
+        responses: {
+          204: { description: 'Deleted' },
+          ...errors({
+            ...TRANSPORT,
+            400: ['invalid_id', 'invalid_request'],
+            401: ['unauthorized'],
+            403: ['forbidden'],
+            404: ['not_found'],
+            503: ['redis_unavailable'],
+          }),
+        },
+      },
+    },
+    '/admin/webhooks/dead-letter': {
+      get: {
+        tags: ['admin'],
+        operationId: 'listDeadLetters',
+        summary: 'Webhook deliveries that gave up, latest first (admin key)',
+        security: SECURITY,
+        parameters: PAGE_PARAMS,
+        responses: { 200: { description: 'One page of dead-lettered deliveries', content: json('DeadLetterPage') }, ...errors(ADMIN_READ_ERRORS) },
+      },
+    },
+    '/admin/webhooks/dead-letter/{jobId}/replay': {
+      post: {
+        tags: ['admin'],
+        operationId: 'replayDeadLetter',
+        summary: 'Queue a dead-lettered delivery again, with a fresh retry schedule (admin key)',
+        security: SECURITY,
+        parameters: [
+          {
+            name: 'jobId',
+            in: 'path',
+            required: true,
+            description: 'The delivery id (`id` in the dead-letter list)',
+            schema: { type: 'string', pattern: '^evt_[0-9]+-[0-9]+_[A-Za-z0-9_]+$' },
+          },
+        ],
+        responses: {
+          202: { description: 'Queued again; it keeps its webhook-id', content: json('ReplayAccepted') },
+          ...errors({ ...ADMIN_READ_ERRORS, 400: ['invalid_id', 'invalid_request'], 404: ['not_found'] }),
+        },
+      },
+    },
+  };
+}
+
 /** The whole OpenAPI document of the intake API: what each route takes and every response it can give. */
 export function openApiDocument(options: OpenApiOptions = {}): Json {
   const limits = options.limits ?? DEFAULT_LIMITS;
   const metricsAdmin = options.metricsAuth === 'admin';
-  const limitsText = `Limits: image ${limits.maxImageBytes} bytes and ${limits.maxImagePixels} pixels (${limits.imageFormats.join(', ')}), prompt ${limits.maxPromptChars} characters, answer ${limits.maxAnswerChars}, metadata ${limits.maxMetadataBytes} bytes, JSON depth ${limits.maxJsonDepth}, ${limits.maxBatchItems} items per batch.`;
+  const limitsText =
+    `Limits: image ${limits.maxImageBytes} bytes and ${limits.maxImagePixels} pixels (${limits.imageFormats.join(', ')}), prompt ${limits.maxPromptChars} characters, answer ${limits.maxAnswerChars}, metadata ${limits.maxMetadataBytes} bytes, JSON depth ${limits.maxJsonDepth}, ${limits.maxBatchItems} items per batch.` +
+    ' Per tenant (set by the operator): a request rate (429 tenant_rate_limited, Retry-After from the rate), items without a final verdict (429 tenant_in_flight_limit) and a share of the backlog (429 tenant_backlog_share); the submissions count against the rate, reads do not.';
   const submit = (batch: boolean): Json => ({
     tags: ['moderation'],
     operationId: batch ? 'submitBatch' : 'submitJob',
@@ -170,19 +362,20 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
       ? `JSON ({ items, metadata? }, or a bare array of items, images as base64) or multipart/form-data (an \`items\` field holding JSON and one file per item). ${limitsText}`
       : `JSON (image as base64 or a data: URL) or multipart/form-data (image as a file in the field \`image\`). ${limitsText}`,
     security: SECURITY,
-    parameters: [IDEMPOTENCY_KEY],
+    parameters: [IDEMPOTENCY_KEY, ...TRACE_CONTEXT],
     requestBody: {
       required: true,
       description: batch ? 'The batch' : 'The job',
       content: {
         'application/json': {
           schema: batch
-            ? { oneOf: [ref('BatchSubmission'), { type: 'array', items: ref('JobSubmission'), description: 'A bare array of items (no batch metadata)' }] }
+            ? { oneOf: [ref('BatchSubmission'), { type: 'array', items: ref('BatchItem'), description: 'A bare array of items (no batch metadata)' }] }
             : ref('JobSubmission'),
         },
         'multipart/form-data': { schema: ref(batch ? 'BatchSubmissionForm' : 'JobSubmissionForm') },
       },
     },
+    callbacks: { webhookEvent: webhookCallback('{$request.body#/callback_url}') },
     responses: {
       202: {
         description: batch ? 'Accepted: poll poll_url for the counts, verdicts_url for the verdicts' : 'Accepted: poll poll_url for the verdict',
@@ -212,6 +405,8 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
     tags: [
       { name: 'moderation', description: 'Jobs, batches and verdicts (need a tenant API key)' },
       { name: 'operations', description: 'Probes and metrics' },
+      { name: 'webhooks', description: "The tenant's webhook endpoints: signed events when verdicts and batches become final (need a tenant API key)" },
+      { name: 'admin', description: 'Operations on webhook deliveries (need the admin key)' },
     ],
     paths: {
       '/v1/jobs': { post: submit(false) },
@@ -238,6 +433,7 @@ export function openApiDocument(options: OpenApiOptions = {}): Json {
           ],
         }),
       },
+      ...webhookPaths(),
       '/healthz': {
         get: {
           tags: ['operations'],

@@ -5,4 +5,6 @@ export * from './failures';
 export * from './stage-queues.module';
 export * from './producer-connection';
 export * from './backlog';
+export * from './tenant-limits';
 export * from './local-redis';
+export * from './fairness';

@@ -45,6 +45,8 @@ export function tenantKeys(prefix: string) {
   return {
     /** hash: tenant -> items accepted and not finished (queued or processing). */
     inflight: `${prefix}:tenants:inflight`,
+    /** string per tenant: its request-rate GCRA's theoretical arrival time (µs, Redis time); expires when idle. */
+    rate: (tenant: string) => `${prefix}:tenants:rate:${tenant}`,
   };
 }
 
@@ -60,6 +62,8 @@ export function webhookKeys(prefix: string) {
     outbox: `${prefix}:webhooks:outbox`,
     /** set: tenants with at least one registered endpoint (the outbox is written only for them or for callbacks). */
     subscribed: `${prefix}:webhooks:subscribed`,
+    /** hash per tenant: endpoint id -> JSON { id, url, secret, events, created_at } of the endpoints registered through the API. */
+    endpoints: (tenant: string) => `${prefix}:webhooks:endpoints:${tenant}`,
   };
 }
 
@@ -72,5 +76,16 @@ export function intakeKeys(prefix: string) {
     blobExpiry: `${prefix}:blobs:expiry`,
     /** A collector deleting this blob holds it; uploads of the same bytes wait. */
     blobLock: (sha: string) => `${prefix}:blobs:deleting:${sha}`,
+  };
+}
+
+/**
+ * Keys of fair scheduling between tenants (fairness.ts). Outside the stage queue's own namespace (`{prefix}:<stage>:`)
+ * on purpose: a moderation id is a BullMQ job id there, and `fair-tags` would be a valid one.
+ */
+export function fairKeys(prefix: string) {
+  return {
+    /** hash per stage: tenant -> finish tag (the priority after that tenant's last job queued in the stage). */
+    tags: (stage: Stage) => `${prefix}:fair:${stage}:tags`,
   };
 }

@@ -1,9 +1,21 @@
 import { BullModule, InjectQueue, getQueueToken } from '@nestjs/bullmq';
-import { DynamicModule, Inject, Injectable, Module, type Provider } from '@nestjs/common';
+import { DynamicModule, Inject, Injectable, Module, Optional, type Provider } from '@nestjs/common';
 import { Job, type JobsOptions, type Queue } from 'bullmq';
 import { STAGE_JOB_NAME, StageJobSchema, type Stage, type StageJob } from '@libs/contracts';
-import { RESERVATION_TTL_MS, RESERVE_LUA, backlogKeys, newReservationToken, type Reservation, type ReserveResult } from './backlog';
+import {
+  RESERVATION_TTL_MS,
+  RESERVE_LUA,
+  RESERVE_OUTCOMES,
+  backlogKeys,
+  newReservationToken,
+  reservationMember,
+  tenantHex,
+  type Reservation,
+  type ReserveResult,
+  type TenantAdmission,
+} from './backlog';
 import { queuePrefix, redisOptions, redisUrl, stageJobOptions } from './config';
+import { FairScheduler } from './fairness';
 import { stageQueueKeys } from './keys';
 import { DEFAULT_REDIS_COMMAND_TIMEOUT_MS, producerRedisOptions } from './producer-connection';
 
@@ -20,11 +32,21 @@ interface ScriptClient {
 }
 
 export const STAGE_QUEUES = Symbol('STAGE_QUEUES');
+/** The role's FairScheduler (from FAIR_SCHEDULING, FAIR_BURST_JOBS, FAIR_WEIGHTS). */
+export const FAIR_SCHEDULER = Symbol('FAIR_SCHEDULER');
 
-/** Enqueues stage jobs; the moderation id is the BullMQ job id so retries and duplicate submissions never fork. */
+/**
+ * Enqueues stage jobs; the moderation id is the BullMQ job id so retries and duplicate submissions never fork.
+ * Every add (intake's creation, generate -> evaluate, evaluate -> align) takes its BullMQ priority from the fair
+ * scheduler first, so each stage is shared between the tenants waiting in it (fairness.ts); with fair scheduling off
+ * jobs carry no priority and the stage is FIFO.
+ */
 @Injectable()
 export class StageDispatcher {
-  constructor(@Inject(STAGE_QUEUES) private readonly queues: Partial<Record<Stage, Queue>>) {}
+  constructor(
+    @Inject(STAGE_QUEUES) private readonly queues: Partial<Record<Stage, Queue>>,
+    @Optional() @Inject(FAIR_SCHEDULER) private readonly fair: FairScheduler = FairScheduler.fromEnv(),
+  ) {}
 
   queue(stage: Stage): Queue {
     const queue = this.queues[stage];
@@ -32,14 +54,29 @@ export class StageDispatcher {
     return queue;
   }
 
+  /** An explicit `opts.priority` is kept (no fair priority is taken for it). */
   async enqueue(stage: Stage, job: StageJob, opts: JobsOptions = {}): Promise<void> {
+    const queue = this.queue(stage);
     const data = StageJobSchema.parse(job);
-    await this.queue(stage).add(STAGE_JOB_NAME, data, { ...opts, jobId: data.id });
+    const priority = opts.priority ?? (await this.fairPriorities(stage, [data]))?.[0];
+    await queue.add(STAGE_JOB_NAME, data, { ...opts, ...(priority ? { priority } : {}), jobId: data.id });
   }
 
   async enqueueMany(stage: Stage, jobs: StageJob[]): Promise<void> {
     if (jobs.length === 0) return;
-    await this.queue(stage).addBulk(jobs.map((job) => ({ name: STAGE_JOB_NAME, data: StageJobSchema.parse(job), opts: { jobId: job.id } })));
+    const queue = this.queue(stage);
+    const data = jobs.map((job) => StageJobSchema.parse(job));
+    const priorities = await this.fairPriorities(stage, data);
+    await queue.addBulk(
+      data.map((job, i) => ({ name: STAGE_JOB_NAME, data: job, opts: { jobId: job.id, ...(priorities ? { priority: priorities[i] } : {}) } })),
+    );
+  }
+
+  /** One fair-scheduler call for jobs about to enter `stage` (in add order); undefined when fair scheduling is off. */
+  private async fairPriorities(stage: Stage, jobs: StageJob[]): Promise<number[] | undefined> {
+    if (!this.fair.enabled) return undefined;
+    const tenants = jobs.map((job) => job.tenant);
+    return this.fair.priorities(await this.client(), this.prefix, stage, tenants);
   }
 
   /** Jobs waiting, delayed or running across the registered stages: the backlog intake compares with its limit. */
@@ -85,23 +122,40 @@ export class StageDispatcher {
 
   /**
    * Reserves `items` slots of the cluster-wide backlog limit: jobs not finished in any registered stage queue plus
-   * every other request's outstanding reservation must stay within `limit` (see RESERVE_LUA).
+   * every other request's outstanding reservation must stay within `limit`, and, with `tenant`, the tenant's items in
+   * flight plus its own reservations within its in-flight limit and backlog share (see RESERVE_LUA).
    */
-  async reserve(items: number, limit: number, ttlMs = RESERVATION_TTL_MS): Promise<ReserveResult> {
+  async reserve(items: number, limit: number, options: { tenant?: TenantAdmission; ttlMs?: number } = {}): Promise<ReserveResult> {
     const { keys, lists } = backlogKeys(this.prefix, this.stages());
+    const { tenant, ttlMs = RESERVATION_TTL_MS } = options;
     const token = newReservationToken();
+    const member = reservationMember(token, tenant?.tenant, items);
     const client = await this.client();
-    let reply: [number, number, number];
+    let reply: [number, number, number, number];
     try {
-      reply = (await client.eval(RESERVE_LUA, keys.length, ...keys, items, limit, token, ttlMs, lists)) as [number, number, number];
+      reply = (await client.eval(
+        RESERVE_LUA,
+        keys.length,
+        ...keys,
+        items,
+        limit,
+        token,
+        ttlMs,
+        lists,
+        tenant?.tenant ?? '',
+        tenantHex(tenant?.tenant),
+        tenant?.maxInFlight ?? 0,
+        tenant?.backlogShareCap ?? 0,
+      )) as [number, number, number, number];
     } catch (err) {
       // Timed out, the script may still run when Redis wakes up; this release queues behind it on the connection.
-      client.zrem(keys[0], `${token}:${items}`).catch(() => undefined);
+      client.zrem(keys[0], member).catch(() => undefined);
       throw err;
     }
-    const [ok, backlog, redisTimeMs] = reply;
-    if (ok !== 1) return { ok: false, backlog };
-    return { ok: true, backlog, reservation: { member: `${token}:${items}`, items, redisTimeMs, receivedAt: Date.now() } };
+    const [code, backlog, redisTimeMs, tenantHeld] = reply;
+    const outcome = RESERVE_OUTCOMES[code];
+    if (outcome !== 'admitted') return { ok: false, reason: outcome ?? 'backlog_full', backlog, tenantHeld };
+    return { ok: true, backlog, tenantHeld, reservation: { member, items, redisTimeMs, receivedAt: Date.now() } };
   }
 
   /** Gives reserved slots back (a commit removes its reservation itself). */
@@ -118,9 +172,12 @@ export class StageDispatcher {
   /** Queues the BullMQ inserts of `jobs` (with the stage's default job options) on a transaction. */
   async addToTransaction(tx: StageTransaction, stage: Stage, jobs: StageJob[]): Promise<void> {
     const queue = this.queue(stage);
-    for (const job of jobs) {
-      const data = StageJobSchema.parse(job);
-      const bullJob = new Job(queue, STAGE_JOB_NAME, data, { ...queue.defaultJobOptions, jobId: data.id }, data.id);
+    const data = jobs.map((job) => StageJobSchema.parse(job));
+    // Sent at once, outside the MULTI (whose commands wait for exec()): the priorities must be known to queue the inserts.
+    const priorities = await this.fairPriorities(stage, data);
+    for (const [i, job] of data.entries()) {
+      const opts: JobsOptions = { ...queue.defaultJobOptions, jobId: job.id, ...(priorities ? { priority: priorities[i] } : {}) };
+      const bullJob = new Job(queue, STAGE_JOB_NAME, job, opts, job.id);
       // On a MULTI the insert only queues; its result arrives with exec().
       await bullJob.addJob(tx as never);
     }
@@ -155,7 +212,7 @@ export class StageQueuesModule {
     return {
       module: StageQueuesModule,
       imports: [bullRoot, bullQueues],
-      providers: [queuesProvider, StageDispatcher],
+      providers: [queuesProvider, { provide: FAIR_SCHEDULER, useValue: FairScheduler.fromEnv(env) }, StageDispatcher],
       exports: [StageDispatcher, STAGE_QUEUES, bullQueues],
     };
   }

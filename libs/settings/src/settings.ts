@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 
-export const ROLES = ['intake-api', 'generator', 'evaluator', 'aligner'] as const;
+export const ROLES = ['intake-api', 'generator', 'evaluator', 'aligner', 'notifier'] as const;
 export type Role = (typeof ROLES)[number];
 const WORKERS: Role[] = ['generator', 'evaluator', 'aligner'];
 const ALL: Role[] = [...ROLES];
@@ -56,7 +56,35 @@ const redisUrl = () =>
     }
   }, 'expected a redis:// or rediss:// URL');
 
+const httpUrl = () =>
+  z.string().refine((s) => {
+    try {
+      return ['http:', 'https:'].includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, 'expected an http:// or https:// URL');
+
 const s = (setting: Setting): Setting => setting;
+
+/** The roles that queue stage jobs (intake, generate -> evaluate, evaluate -> align) and so assign fair priorities. */
+const FAIR_PRODUCERS: Role[] = ['intake-api', 'generator', 'evaluator'];
+/** `tenantA=2,tenantB=0.5`: tenant names as API_KEYS spells them (case kept), weights from 0.1 to 12 (fairness.ts). */
+const tenantWeights = () =>
+  z.string().transform((raw, ctx) => {
+    const weights: Record<string, number> = {};
+    const parts = raw.split(',').map((p) => p.trim());
+    for (const part of parts.filter(Boolean)) {
+      const m = /^([^=\s]+)\s*=\s*(\d+(?:\.\d+)?)$/.exec(part);
+      const weight = m ? Number(m[2]) : NaN;
+      if (!m || !(weight >= 0.1 && weight <= 12)) {
+        ctx.addIssue({ code: 'custom', message: `expected tenant=weight with a weight from 0.1 to 12, got "${part}"` });
+        return z.NEVER;
+      }
+      weights[m[1]] = weight;
+    }
+    return weights;
+  });
 
 export const SETTINGS: readonly Setting[] = [
   // Queues and storage: every role.
@@ -94,6 +122,22 @@ export const SETTINGS: readonly Setting[] = [
   s({ name: 'JOB_BACKOFF_MS', schema: int(0), defaultNote: '5000 (evaluate 2000)', description: 'first retry delay, exponential', roles: ALL }),
   s({ name: 'JOB_KEEP_COMPLETED_SECONDS', schema: int(0), default: '3600', description: 'BullMQ retention of completed jobs', roles: ALL }),
   s({ name: 'JOB_KEEP_FAILED_SECONDS', schema: int(0), default: '604800', description: 'BullMQ retention of failed jobs', roles: ALL }),
+  // Fair scheduling between tenants (libs/queue/src/fairness.ts): read by every role that queues stage jobs.
+  s({
+    name: 'FAIR_SCHEDULING',
+    schema: bool(),
+    default: 'true',
+    description: "orders each stage's queue by start-time fair queuing between tenants (false: FIFO)",
+    roles: FAIR_PRODUCERS,
+  }),
+  s({ name: 'FAIR_BURST_JOBS', schema: int(0).max(10000), default: '32', description: 'jobs an idle tenant may overtake, per stage', roles: FAIR_PRODUCERS }),
+  s({
+    name: 'FAIR_WEIGHTS',
+    schema: tenantWeights(),
+    defaultNote: 'every tenant 1',
+    description: "tenant=weight,...: a tenant's share of each stage while others wait (0.1 to 12)",
+    roles: FAIR_PRODUCERS,
+  }),
   s({
     name: 'WORKER_LOCK_DURATION_MS',
     schema: int(1),
@@ -126,7 +170,7 @@ export const SETTINGS: readonly Setting[] = [
     roles: ['evaluator'],
   }),
   s({ name: 'ALIGN_WORKER_CONCURRENCY', schema: int(1), defaultNote: 'WORKER_CONCURRENCY', description: "the aligner's jobs per process", roles: ['aligner'] }),
-  s({ name: 'HEALTH_PORT', schema: int(0).max(65535), default: '9464', description: 'probes and metrics (0 disables)', roles: WORKERS }),
+  s({ name: 'HEALTH_PORT', schema: int(0).max(65535), default: '9464', description: 'probes and metrics (0 disables)', roles: [...WORKERS, 'notifier'] }),
   // Intake API.
   s({ name: 'PORT', schema: int(0).max(65535), default: '3000', description: 'HTTP port', roles: ['intake-api'] }),
   s({ name: 'HOST', schema: text(), default: '0.0.0.0', description: 'HTTP address', roles: ['intake-api'] }),
@@ -181,6 +225,42 @@ export const SETTINGS: readonly Setting[] = [
   s({ name: 'INTAKE_MAX_REQUEST_BYTES', schema: int(1), default: String(64 * 1024 * 1024), description: 'HTTP body limit', roles: ['intake-api'] }),
   s({ name: 'INTAKE_MAX_BACKLOG', schema: int(1), default: '10000', description: 'queued jobs beyond which intake answers 429', roles: ['intake-api'] }),
   s({ name: 'INTAKE_RETRY_AFTER_SECONDS', schema: int(1), default: '30', description: 'Retry-After of a 429', roles: ['intake-api'] }),
+  // Per-tenant limits (libs/queue tenant-limits.ts): the defaults; TENANT_LIMITS_FILE overrides them per tenant.
+  s({
+    name: 'TENANT_RATE_PER_SECOND',
+    schema: number().min(0),
+    default: '0',
+    description: 'submissions per second per tenant (0: unlimited)',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'TENANT_RATE_BURST',
+    schema: int(1),
+    defaultNote: 'the rate rounded up',
+    description: 'submissions a tenant may send at once',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'TENANT_MAX_IN_FLIGHT',
+    schema: int(0),
+    default: '0',
+    description: "a tenant's items without a final verdict (0: unlimited)",
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'TENANT_MAX_BACKLOG_SHARE',
+    schema: number().gt(0).max(1),
+    default: '1',
+    description: 'fraction of INTAKE_MAX_BACKLOG one tenant may hold',
+    roles: ['intake-api'],
+  }),
+  s({
+    name: 'TENANT_LIMITS_FILE',
+    schema: text(),
+    defaultNote: 'none',
+    description: 'YAML/JSON {tenants: {name: {rate_per_second, burst, max_in_flight, max_backlog_share}}}',
+    roles: ['intake-api'],
+  }),
   s({
     name: 'INTAKE_IMAGE_FORMATS',
     schema: list(z.enum(['png', 'jpeg', 'webp'])),
@@ -283,6 +363,103 @@ export const SETTINGS: readonly Setting[] = [
   s({ name: 'ALIGNER_TEMPERATURE', schema: positiveNumber(), default: '1.5', description: 'sampling temperature', roles: ['aligner'] }),
   s({ name: 'ALIGNER_SEED', schema: int(Number.MIN_SAFE_INTEGER), default: '1', description: 'seed of sentence 0', roles: ['aligner'] }),
   s({ name: 'ALIGNER_BLOCKED_ANSWER', schema: text(), defaultNote: 'a short refusal', description: 'final answer of a blocked verdict', roles: ['aligner'] }),
+  // Tracing (libs/telemetry): the standard OpenTelemetry variables, with the specification's defaults unless noted.
+  s({ name: 'OTEL_SDK_DISABLED', schema: bool(), default: 'false', description: 'true: no tracing whatever else is set', roles: ALL }),
+  s({
+    name: 'OTEL_TRACES_EXPORTER',
+    schema: list(z.enum(['otlp', 'console', 'none'], { error: 'expected otlp, console or none' })),
+    defaultNote: 'none, or otlp when an OTLP endpoint is set (the spec says otlp: here exporting is off by default)',
+    description: 'span exporters',
+    roles: ALL,
+  }),
+  s({
+    name: 'OTEL_EXPORTER_OTLP_ENDPOINT',
+    schema: httpUrl(),
+    defaultNote: 'unset (http://localhost:4318 when OTEL_TRACES_EXPORTER=otlp)',
+    description: 'OTLP/HTTP base URL; /v1/traces is appended; setting it turns tracing on',
+    roles: ALL,
+  }),
+  s({
+    name: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+    schema: httpUrl(),
+    defaultNote: 'OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces',
+    description: 'full OTLP/HTTP traces URL; setting it turns tracing on',
+    roles: ALL,
+  }),
+  ...['OTEL_EXPORTER_OTLP_PROTOCOL', 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'].map((name) =>
+    s({
+      name,
+      schema: z.enum(['http/json'], { error: 'only http/json is supported (the exporter sends OTLP/HTTP with JSON bodies)' }),
+      default: 'http/json',
+      description: 'OTLP encoding (the spec default http/protobuf is not supported)',
+      roles: ALL,
+    }),
+  ),
+  ...['OTEL_EXPORTER_OTLP_HEADERS', 'OTEL_EXPORTER_OTLP_TRACES_HEADERS'].map((name) =>
+    s({ name, schema: text(), defaultNote: 'none', description: 'key=value,... headers of each export (e.g. an API key)', roles: ALL, secret: true }),
+  ),
+  s({ name: 'OTEL_EXPORTER_OTLP_TIMEOUT', schema: int(1), default: '10000', description: 'milliseconds per export request', roles: ALL }),
+  s({
+    name: 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT',
+    schema: int(1),
+    defaultNote: 'OTEL_EXPORTER_OTLP_TIMEOUT',
+    description: 'milliseconds per traces export request',
+    roles: ALL,
+  }),
+  s({ name: 'OTEL_SERVICE_NAME', schema: text(), defaultNote: 'the role (intake-api, generator, ...)', description: 'service.name of the spans', roles: ALL }),
+  s({ name: 'OTEL_RESOURCE_ATTRIBUTES', schema: text(), defaultNote: 'none', description: 'key=value,... resource attributes', roles: ALL }),
+  s({
+    name: 'OTEL_TRACES_SAMPLER',
+    schema: z.enum(['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio']),
+    default: 'parentbased_always_on',
+    description: 'which traces are recorded',
+    roles: ALL,
+  }),
+  s({ name: 'OTEL_TRACES_SAMPLER_ARG', schema: number().min(0).max(1), default: '1', description: 'ratio of the traceidratio samplers', roles: ALL }),
+  s({ name: 'OTEL_BSP_SCHEDULE_DELAY', schema: int(0), default: '5000', description: 'milliseconds between span exports', roles: ALL }),
+  s({ name: 'OTEL_BSP_MAX_QUEUE_SIZE', schema: int(1), default: '2048', description: 'ended spans buffered; more are dropped', roles: ALL }),
+  s({ name: 'OTEL_BSP_MAX_EXPORT_BATCH_SIZE', schema: int(1), default: '512', description: 'spans per export request', roles: ALL }),
+  s({ name: 'OTEL_BSP_EXPORT_TIMEOUT', schema: int(1), default: '30000', description: 'milliseconds an export may take', roles: ALL }),
+  // Webhooks (libs/webhooks): the intake registers endpoints and checks callback URLs, the notifier delivers.
+  s({
+    name: 'WEBHOOK_ALLOWED_TARGETS',
+    schema: list(z.string().regex(/^[a-z0-9.:_\/\[\]-]+$/, 'expected host names, IP addresses or CIDRs')),
+    defaultNote: 'none',
+    description: 'hosts, IPs or CIDRs webhooks may reach although private, loopback or link-local (and over plain http)',
+    roles: ['intake-api', 'notifier'],
+  }),
+  s({
+    name: 'WEBHOOK_CONFIG_FILE',
+    schema: text(),
+    defaultNote: 'none',
+    description: 'JSON {tenants: {name: [{url, secret, events?}]}}: read-only endpoints',
+    roles: ['intake-api', 'notifier'],
+  }),
+  s({ name: 'WEBHOOK_MAX_ENDPOINTS', schema: int(1), default: '10', description: 'endpoints per tenant (API and file together)', roles: ['intake-api'] }),
+  s({ name: 'WEBHOOK_TIMEOUT_MS', schema: int(1), default: '10000', description: 'one delivery attempt, connect to response', roles: ['notifier'] }),
+  s({
+    name: 'WEBHOOK_MAX_RESPONSE_BYTES',
+    schema: int(0),
+    default: '65536',
+    description: 'response bytes read (and dropped) per attempt',
+    roles: ['notifier'],
+  }),
+  s({ name: 'WEBHOOK_BACKOFF_MS', schema: int(1), default: '5000', description: 'first retry delay; doubles up to an hour', roles: ['notifier'] }),
+  s({
+    name: 'WEBHOOK_GIVE_UP_SECONDS',
+    schema: positiveNumber(),
+    default: '86400',
+    description: 'retries of a delivery span this long, then it is dead-lettered',
+    roles: ['notifier'],
+  }),
+  s({
+    name: 'WEBHOOK_DEAD_LETTER_SECONDS',
+    schema: positiveNumber(),
+    default: '604800',
+    description: 'how long dead-lettered deliveries are kept for listing and replay',
+    roles: ['notifier'],
+  }),
+  s({ name: 'WEBHOOK_CONCURRENCY', schema: int(1), default: '32', description: 'deliveries in flight per notifier process', roles: ['notifier'] }),
 ];
 
 const BY_NAME = new Map(SETTINGS.map((setting) => [setting.name, setting]));

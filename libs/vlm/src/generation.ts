@@ -84,6 +84,7 @@ export class GenerationRuntime {
       finishReason: o.finishReason,
       ...(o.taps ? { taps: o.taps } : {}),
       timings: { prefillMs: o.prefillMs, decodeMs: o.decodeMs },
+      batch: { prefill: o.prefillBatch, maxDecode: o.maxBatch },
     };
   }
 

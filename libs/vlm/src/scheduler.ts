@@ -127,6 +127,8 @@ export interface RowOutcome {
   /** Forward calls the row took part in after its start, and the largest batch among them. */
   steps: number;
   maxBatch: number;
+  /** Rows prefilled in the same forward call as this one (0 for a row resumed from a cache). */
+  prefillBatch: number;
 }
 
 interface Waiting extends WaitingCost {
@@ -144,6 +146,7 @@ class ActiveRow {
   /** It ended, and feeds its last token once more to complete its cache (keepState). */
   closing?: FinishReason;
   prefillMs = 0;
+  prefillBatch = 0;
   joinedAt = 0;
   steps = 0;
   maxBatch = 0;
@@ -190,6 +193,7 @@ class ActiveRow {
       decodeMs: performance.now() - this.joinedAt,
       steps: this.steps,
       maxBatch: this.maxBatch,
+      prefillBatch: this.prefillBatch,
     };
   }
 }
@@ -329,6 +333,7 @@ export class DecodeScheduler {
         const ms = performance.now() - t0;
         prompts.forEach((r, g) => {
           r.prefillMs = ms;
+          r.prefillBatch = prompts.length;
           if (r.taps) r.taps.push(tapFrame(this.model, out, g));
           firstLogits.push({ logits: out.logits, offset: (g * seq + seq - 1) * this.vocab });
         });

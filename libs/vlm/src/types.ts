@@ -84,6 +84,8 @@ export interface GenerationResult {
   /** One frame per forward call (prefill first), when `taps` was asked for. */
   taps?: TapFrame[];
   timings: { prefillMs: number; decodeMs: number };
+  /** Rows in the prefill call this request's row was in, and in the largest decode step it joined (tracing attributes). */
+  batch?: { prefill: number; maxDecode: number };
 }
 
 export interface ModelInfo {

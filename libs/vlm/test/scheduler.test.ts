@@ -95,6 +95,13 @@ describe('continuous batching on the tiny pack', () => {
     expect(after.forwardCalls - before.forwardCalls).toBe(steps + 1);
   });
 
+  it("each result names its batches: the rows prefilled with it and the largest decode step it joined (the stage span's attributes)", async () => {
+    const results = await engine.generate(Array.from({ length: 3 }, () => ({ prompt: textPrompt, maxNewTokens: golden.max_new_tokens, ignoreEos: true })));
+    for (const r of results) expect(r.batch).toEqual({ prefill: 3, maxDecode: 3 });
+    const [alone] = await engine.generate([{ prompt: textPrompt, maxNewTokens: 2, ignoreEos: true }]);
+    expect(alone.batch).toEqual({ prefill: 1, maxDecode: 1 });
+  });
+
   it('a row that leaves early does not disturb the rows that stay', async () => {
     const [short, longer] = await engine.generate([
       { prompt, image, maxNewTokens: 2, ignoreEos: true },

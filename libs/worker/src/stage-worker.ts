@@ -5,6 +5,7 @@ import { TERMINAL_STATUSES, type ErrorCode, type Stage, type StageJob, type Verd
 import { isFinalFailure, toWorkerError, verdictErrorOf } from '@libs/queue';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { VerdictStore } from '@libs/storage';
+import { annotateActiveSpan, ATTR, flushTracing, inStageSpan, traceCarrier } from '@libs/telemetry';
 
 /** Stage figures of this process, served by the worker's probe server at /metrics. */
 export const workerMetricsRegistry = new Registry();
@@ -33,9 +34,12 @@ function elapsedSince(createdAt: string): number {
   return Date.now() - Date.parse(createdAt);
 }
 
-/** Marks the verdict succeeded with `patch`, unless it is already final (a duplicate run must not overwrite it). */
-export function finishVerdict(store: VerdictStore, id: string, patch: (v: Verdict) => Partial<Verdict>): Promise<Verdict | null> {
-  return store.patch(id, (v) => {
+/**
+ * Marks the verdict succeeded with `patch`, unless it is already final (a duplicate run must not overwrite it).
+ * Called from a stage's run, so the write is inside that stage's span, which gets the decision.
+ */
+export async function finishVerdict(store: VerdictStore, id: string, patch: (v: Verdict) => Partial<Verdict>): Promise<Verdict | null> {
+  const verdict = await store.patch(id, (v) => {
     const p = patch(v);
     return {
       ...p,
@@ -44,6 +48,8 @@ export function finishVerdict(store: VerdictStore, id: string, patch: (v: Verdic
       timings: { ...v.timings, ...p.timings, total_ms: elapsedSince(v.created_at) },
     };
   });
+  annotateActiveSpan({ [ATTR.decision]: verdict?.decision ?? undefined, [ATTR.flagged]: verdict?.flagged ?? undefined });
+  return verdict;
 }
 
 /**
@@ -64,7 +70,34 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
 
   protected abstract run(job: Job<StageJob>, verdict: Verdict): Promise<void>;
 
+  /**
+   * One span per attempt (`<stage> process`), child of the context the job carries (the intake's HTTP span, or the
+   * previous stage's span); the job data `run` sees carries this span instead, so the job it enqueues for the
+   * next stage (`{ ...job.data, ... }`) continues the trace from here. Processors add model and batch attributes.
+   */
   async process(job: Job<StageJob>): Promise<void> {
+    const { data } = job;
+    const attributes = {
+      [ATTR.id]: data.id,
+      [ATTR.tenant]: data.tenant,
+      [ATTR.stage]: this.stage,
+      [ATTR.attempt]: job.attemptsMade + 1,
+      [ATTR.batchId]: data.batchId,
+      [ATTR.profile]: data.profile,
+      [ATTR.policy]: data.policy,
+      [ATTR.messagingSystem]: 'bullmq',
+      [ATTR.messagingOperation]: 'process',
+      [ATTR.messagingDestination]: job.queueName,
+      [ATTR.messagingMessageId]: job.id,
+    };
+    return inStageSpan(this.stage, data, attributes, async () => {
+      // In memory only: a retry reads the job from Redis again and gets a fresh span under the original parent.
+      job.data = { ...data, ...traceCarrier() };
+      await this.processTraced(job);
+    });
+  }
+
+  private async processTraced(job: Job<StageJob>): Promise<void> {
     const waitMs = (job.processedOn ?? Date.now()) - job.timestamp;
     const verdict = await this.verdicts.patch(job.data.id, (v) => ({
       status: 'processing',
@@ -73,9 +106,13 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
     }));
     if (!verdict) {
       this.logger.warn(`job ${job.data.id}: no verdict (expired or never created); dropping the stage run`);
+      annotateActiveSpan({ [ATTR.skipped]: 'no_verdict' });
       return;
     }
-    if (TERMINAL_STATUSES.has(verdict.status)) return;
+    if (TERMINAL_STATUSES.has(verdict.status)) {
+      annotateActiveSpan({ [ATTR.skipped]: 'already_final' });
+      return;
+    }
     stageWaitSeconds.observe({ stage: this.stage }, waitMs / 1000);
     const started = Date.now();
     try {
@@ -115,5 +152,7 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
   async beforeApplicationShutdown(): Promise<void> {
     this.logger.log(`draining ${this.stage} worker`);
     await this.worker.close();
+    // The drained jobs' spans have ended: export them before the engine and Redis close and the process exits.
+    await flushTracing().catch((err: Error) => this.logger.warn(`could not flush traces: ${err.message}`));
   }
 }

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { workerMetricsRegistry } from './stage-worker';
 import { STORAGE_REDIS } from '@libs/storage';
-import { readSetting } from '@libs/settings';
+import { readSetting, type Role } from '@libs/settings';
+import { shutdownTracing, startTracing } from '@libs/telemetry';
 
 export const WORKER_ENV = { healthPort: 'HEALTH_PORT' } as const;
 export const DEFAULT_WORKER_HEALTH_PORT = 9464;
@@ -46,6 +47,9 @@ export function startProbeServer(app: INestApplicationContext, port: number): Se
  */
 export function startWorkerRole(role: string, module: DynamicModule, env: NodeJS.ProcessEnv = process.env): void {
   const logger = new Logger(role);
+  // Off unless the OTEL_* variables ask for it; the stage spans are flushed by the drain below.
+  const tracing = startTracing(role as Role, env);
+  if (tracing.enabled) logger.log(`tracing to ${tracing.config.tracesUrl} as ${tracing.config.serviceName}`);
   (async () => {
     const app = await NestFactory.createApplicationContext(module, { logger: ['error', 'warn', 'log'], abortOnError: false });
     const port = readSetting<number>(env, WORKER_ENV.healthPort) ?? DEFAULT_WORKER_HEALTH_PORT;
@@ -62,13 +66,16 @@ export function startWorkerRole(role: string, module: DynamicModule, env: NodeJS
       draining = true;
       logger.log(`${signal}: draining`);
       server?.close();
-      app.close().then(
-        () => process.exit(0),
-        (err: Error) => {
-          logger.error(`shutdown failed: ${err.message}`);
-          process.exit(1);
-        },
-      );
+      app
+        .close()
+        .then(() => shutdownTracing())
+        .then(
+          () => process.exit(0),
+          (err: Error) => {
+            logger.error(`shutdown failed: ${err.message}`);
+            process.exit(1);
+          },
+        );
     };
     process.on('SIGTERM', drain);
     process.on('SIGINT', drain);

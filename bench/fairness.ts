@@ -1,0 +1,159 @@
+/**
+ * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--max-new-tokens N] [--aligner-max-tokens N]`
+ *
+ * Fairness between tenants (issue 14): tenant A submits a large backlog (batches of INTAKE_MAX_BATCH_ITEMS), then
+ * tenant B submits a small batch; B's time to verdict should stay near its time on an idle system. Every role runs
+ * in this process on the factory packs (as `pipeline`'s batching section), two pipelines side by side: one with
+ * fair scheduling (the default), one with FAIR_SCHEDULING=false (FIFO, the baseline). Rounds, interleaved:
+ *   idle (fair pipeline, B alone) -> busy fair -> busy FIFO -> idle again
+ * B's time to verdict is each verdict's completed_at minus the moment B's batch was sent; throughput is all verdicts
+ * of the busy round over the wall time from A's first submit to the last verdict. Prints
+ * `fairness: B p95 busy/idle <ratio>, throughput <ratio>` (throughput fair / FIFO; goals <= 2 and >= 0.95).
+ */
+import { join } from 'node:path';
+import type { BatchStatus, Verdict, VerdictPage } from '@libs/contracts';
+import { DEFAULT_REDIS_URL } from '@libs/queue';
+import { readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
+import { argValue, median, percentile } from './_stats';
+
+const SAMPLES = join(__dirname, '..', 'samples', 'demo-batch');
+// The packs and sample items of bench/pipeline.ts's batching section.
+const FACTORY_PACKS = { VLM_PACK_DIR: 'models/factory-vlm', CLIP_PACK_DIR: 'models/factory-clip', REWARD_PACK_DIR: 'models/factory-guard' };
+const BATCH_ITEMS = 500;
+const KEY_A = 'bench-tenant-a-key-0123456789abcdef';
+const KEY_B = 'bench-tenant-b-key-0123456789abcdef';
+
+function demoJobs(count: number, offset = 0): SampleItem[] {
+  const items = readSampleBatch(SAMPLES).filter((i) => i.answer === undefined && i.image);
+  return Array.from({ length: count }, (_, i) => items[(offset + i) % items.length]);
+}
+
+async function submit(p: LocalPipeline, key: string, items: SampleItem[]): Promise<string> {
+  const res = await fetch(`${p.url}/v1/batches`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: sampleBatchForm(SAMPLES, items) });
+  const body = (await res.json()) as { id?: string; error?: { code: string } };
+  if (res.status !== 202 || !body.id) throw new Error(`batch refused: ${res.status} ${JSON.stringify(body)}`);
+  return body.id;
+}
+
+/** Polls until every batch is done; returns the time (Date.now()) the last one was seen done. */
+async function allDone(p: LocalPipeline, key: string, ids: string[]): Promise<number> {
+  const headers = { authorization: `Bearer ${key}` };
+  const pending = new Set(ids);
+  let last = Date.now();
+  while (pending.size > 0) {
+    for (const id of [...pending]) {
+      const status = (await (await fetch(`${p.url}/v1/batches/${id}`, { headers })).json()) as BatchStatus;
+      if (status.done) {
+        pending.delete(id);
+        last = Date.now();
+      }
+    }
+    if (pending.size > 0) await new Promise((r) => setTimeout(r, 50));
+  }
+  return last;
+}
+
+async function verdictsOf(p: LocalPipeline, key: string, id: string): Promise<Verdict[]> {
+  const headers = { authorization: `Bearer ${key}` };
+  const out: Verdict[] = [];
+  let cursor: string | null = null;
+  do {
+    const page = (await (await fetch(`${p.url}/v1/batches/${id}/verdicts?limit=50${cursor ? `&cursor=${cursor}` : ''}`, { headers })).json()) as VerdictPage;
+    out.push(...page.data);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return out;
+}
+
+interface Round {
+  /** B's times to verdict, ms. */
+  b: number[];
+  /** Verdicts of the round (A's and B's) per second of wall time. */
+  throughput: number;
+  wallMs: number;
+  failed: number;
+  /** B's verdicts: share that went through the aligner, and where their time went. */
+  aligned: number;
+  breakdown: string;
+}
+
+/** p50/p95 of B's queue waits and runs per stage: what fairness controls (waits) against what it does not (runs). */
+function breakdown(verdicts: Verdict[]): string {
+  const keys = ['generate_wait_ms', 'generate_ms', 'evaluate_wait_ms', 'evaluate_ms', 'align_wait_ms', 'align_ms'] as const;
+  return keys
+    .map((k) => {
+      const xs = verdicts.map((v) => v.timings[k]).filter((x): x is number => typeof x === 'number');
+      return xs.length ? `${k.replace('_ms', '')} ${median(xs).toFixed(0)}/${percentile(xs, 95).toFixed(0)}` : `${k.replace('_ms', '')} -`;
+    })
+    .join(', ');
+}
+
+/** A submits `aJobs` (nothing when 0), then B submits `bJobs`; waits for every verdict. */
+async function round(p: LocalPipeline, aJobs: number, bJobs: number): Promise<Round> {
+  const started = Date.now();
+  const aIds: string[] = [];
+  for (let i = 0; i < aJobs; i += BATCH_ITEMS) aIds.push(await submit(p, KEY_A, demoJobs(Math.min(BATCH_ITEMS, aJobs - i), i)));
+  const bSent = Date.now();
+  const bId = await submit(p, KEY_B, demoJobs(bJobs, 3));
+  const end = Math.max(await allDone(p, KEY_B, [bId]), await allDone(p, KEY_A, aIds));
+  const bVerdicts = await verdictsOf(p, KEY_B, bId);
+  const aFailed = aIds.length ? (await Promise.all(aIds.map((id) => verdictsOf(p, KEY_A, id)))).flat().filter((v) => v.status !== 'succeeded').length : 0;
+  return {
+    b: bVerdicts.map((v) => Date.parse(v.completed_at!) - bSent),
+    throughput: ((aJobs + bJobs) * 1000) / (end - started),
+    wallMs: end - started,
+    failed: aFailed + bVerdicts.filter((v) => v.status !== 'succeeded').length,
+    aligned: bVerdicts.filter((v) => v.timings.align_ms !== undefined).length / bVerdicts.length,
+    breakdown: breakdown(bVerdicts),
+  };
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const aJobs = Number(argValue(argv, 'a-jobs', '2000'));
+  const bJobs = Number(argValue(argv, 'b-jobs', '20'));
+  const maxNewTokens = argValue(argv, 'max-new-tokens', '');
+  const alignerMaxTokens = argValue(argv, 'aligner-max-tokens', '');
+  const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
+  const env = {
+    REDIS_URL: redisUrl,
+    ...FACTORY_PACKS,
+    INTAKE_MAX_BACKLOG: String(10 * (aJobs + bJobs) + 100),
+    ...(maxNewTokens ? { GENERATOR_MAX_NEW_TOKENS: maxNewTokens } : {}),
+    ...(alignerMaxTokens ? { ALIGNER_MAX_TOTAL_TOKENS: alignerMaxTokens } : {}),
+  };
+  const tenants = { 'tenant-a': KEY_A, 'tenant-b': KEY_B };
+  console.log(`fairness bench: tenant A ${aJobs} jobs, then tenant B ${bJobs}; demo image+prompt jobs on ${FACTORY_PACKS.VLM_PACK_DIR}, Redis ${redisUrl}`);
+  const fair = await startLocalPipeline({ quiet: true, tenants, env });
+  const fifo = await startLocalPipeline({ quiet: true, tenants, env: { ...env, FAIR_SCHEDULING: 'false' } });
+  try {
+    // Warm-up: sessions, JIT, Redis scripts, in both pipelines.
+    await round(fair, 40, bJobs);
+    await round(fifo, 40, bJobs);
+    const idle1 = await round(fair, 0, bJobs);
+    const busyFair = await round(fair, aJobs, bJobs);
+    const busyFifo = await round(fifo, aJobs, bJobs);
+    const idle2 = await round(fair, 0, bJobs);
+    const idle = [...idle1.b, ...idle2.b];
+    const idleP95 = percentile(idle, 95);
+    const fairP95 = percentile(busyFair.b, 95);
+    const failed = idle1.failed + idle2.failed + busyFair.failed + busyFifo.failed;
+    console.log(
+      `  idle (B alone, 2 rounds): B p50 ${median(idle).toFixed(0)} ms, p95 ${idleP95.toFixed(0)} ms (rounds: ${percentile(idle1.b, 95).toFixed(0)}, ${percentile(idle2.b, 95).toFixed(0)})`,
+    );
+    console.log(
+      `  busy, fair: B p50 ${median(busyFair.b).toFixed(0)} ms, p95 ${fairP95.toFixed(0)} ms; ${aJobs + bJobs} verdicts in ${(busyFair.wallMs / 1000).toFixed(1)} s = ${busyFair.throughput.toFixed(2)}/s`,
+    );
+    console.log(
+      `  busy, FIFO: B p50 ${median(busyFifo.b).toFixed(0)} ms, p95 ${percentile(busyFifo.b, 95).toFixed(0)} ms; ${aJobs + bJobs} verdicts in ${(busyFifo.wallMs / 1000).toFixed(1)} s = ${busyFifo.throughput.toFixed(2)}/s`,
+    );
+    console.log(`  B's jobs, ms p50/p95 (${(idle1.aligned * 100).toFixed(0)}% aligned):`);
+    console.log(`    idle:       ${idle1.breakdown}`);
+    console.log(`    busy, fair: ${busyFair.breakdown}`);
+    console.log(`    busy, FIFO: ${busyFifo.breakdown}`);
+    if (failed) console.log(`  (${failed} verdicts failed)`);
+    console.log(`fairness: B p95 busy/idle ${(fairP95 / idleP95).toFixed(2)}, throughput ${(busyFair.throughput / busyFifo.throughput).toFixed(3)}`);
+  } finally {
+    await fifo.close();
+    await fair.close();
+  }
+}

@@ -1,0 +1,4 @@
+export * from './config';
+export * from './tracing';
+export * from './spans';
+export * from './http';
