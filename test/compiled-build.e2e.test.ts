@@ -1,10 +1,12 @@
 /**
  * The production build: `npm run build` compiles apps and libs to dist/, and every role runs from there with plain
  * node — no swc, no TypeScript — as its own process: the intake API, and generator, evaluator and aligner (the
- * generator's VLM on its engine thread, loaded from the compiled engine-thread.js). One image job and one
- * supplied-answer job are moderated to final verdicts through the compiled intake.
+ * generator's VLM on its engine thread, loaded from the compiled engine-thread.js), and the notifier. One image job
+ * and one supplied-answer job are moderated to final verdicts through the compiled intake, and the compiled
+ * notifier delivers their signed verdict.completed events to a registered endpoint.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Verdict } from '@libs/contracts';
 import { sha256Hex } from '@libs/storage';
+import { verifyWebhook } from '@libs/webhooks';
 import { deleteKeys, freePort } from '@libs/queue';
 import { ROOT, spawnRole, type RoleProcess } from './harness/processes';
 import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
@@ -30,20 +33,33 @@ describe('compiled build (npm run build, plain node)', () => {
     HEALTH_PORT: '0',
     // The compiled output must not lean on a register hook inherited from the test runner.
     NODE_OPTIONS: '',
+    WEBHOOK_ALLOWED_TARGETS: '127.0.0.1',
   };
   const roles: RoleProcess[] = [];
   let api: ReturnType<typeof client>;
+  const received: { headers: Record<string, string>; body: string }[] = [];
+  let receiver: Server;
 
   beforeAll(async () => {
     execFileSync(process.execPath, ['tools/build/compile.js'], { cwd: ROOT, stdio: 'pipe' });
     const port = await freePort();
     roles.push(spawnRole('intake-api', { ...env, PORT: String(port), HOST: '127.0.0.1' }, 'compiled'));
-    for (const role of ['generator', 'evaluator', 'aligner'] as const) roles.push(spawnRole(role, env, 'compiled'));
+    for (const role of ['generator', 'evaluator', 'aligner', 'notifier'] as const) roles.push(spawnRole(role, env, 'compiled'));
+    receiver = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        received.push({ headers: req.headers as Record<string, string>, body });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', () => r()));
     await Promise.all(roles.map((r) => r.ready(90_000)));
     api = client(`http://127.0.0.1:${port}`, apiKey);
   });
 
   afterAll(async () => {
+    receiver?.close();
     for (const role of roles) if (role.alive()) role.child.kill('SIGTERM');
     await Promise.all(roles.map((r) => r.exited));
     await deleteKeys(REDIS_URL, env.QUEUE_PREFIX!);
@@ -60,6 +76,9 @@ describe('compiled build (npm run build, plain node)', () => {
   });
 
   it('moderates an image job and a supplied answer to final verdicts, every role compiled', async () => {
+    const port = (receiver.address() as { port: number }).port;
+    const endpoint = await api.post('/v1/webhooks', { url: `http://127.0.0.1:${port}/hook` });
+    expect(endpoint.status, JSON.stringify(endpoint.body)).toBe(201);
     const png = await solidPng(40, 40, [200, 40, 40]);
     const image = await api.post('/v1/jobs', { prompt: 'Is the guard closed?', image: png.toString('base64') });
     const answered = await api.post('/v1/jobs', { prompt: 'Is the guard closed?', answer: 'Yes, the guard is closed.' });
@@ -81,5 +100,11 @@ describe('compiled build (npm run build, plain node)', () => {
     const generated = (await api.get(image.body.poll_url)).body as Verdict;
     expect(generated.timings.generate_ms).toEqual(expect.any(Number));
     expect(generated.model?.name).toEqual(expect.any(String));
+    const events = await waitFor('two webhook deliveries', async () => (received.length >= 2 ? received : undefined), 30_000, 100);
+    for (const { headers, body } of events) {
+      expect(() => verifyWebhook(endpoint.body.secret, headers, body)).not.toThrow();
+      expect(JSON.parse(body)).toMatchObject({ type: 'verdict.completed' });
+    }
+    expect(new Set(events.map((e) => JSON.parse(e.body).data.id))).toEqual(new Set([image.body.id, answered.body.id]));
   });
 });

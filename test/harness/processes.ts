@@ -12,7 +12,7 @@ import { freePort, redisAnswers } from '@libs/queue';
 export const ROOT = join(__dirname, '..', '..');
 
 export type WorkerRoleName = 'generator' | 'evaluator' | 'aligner';
-export type RoleName = WorkerRoleName | 'intake-api';
+export type RoleName = WorkerRoleName | 'intake-api' | 'notifier';
 
 export interface Exit {
   code: number | null;
@@ -40,6 +40,7 @@ const READY: Record<RoleName, RegExp> = {
   generator: /generator ready/,
   evaluator: /evaluator ready/,
   aligner: /aligner ready/,
+  notifier: /notifier ready/,
   'intake-api': /listening on/,
 };
 
