@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollBatch, startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
-import { client, REDIS_URL, solidPng, TINY_PACKS_ENV } from './support';
+import { client, FLAG_ALL_ENV, solidPng } from './support';
 
 describe('pipeline with thresholds that flag everything', () => {
   let p: LocalPipeline;
@@ -14,15 +14,7 @@ describe('pipeline with thresholds that flag everything', () => {
     // tau_pre 0 flags every image, a huge tau_post every answer: each job must go through the aligner.
     p = await startLocalPipeline({
       quiet: true,
-      env: {
-        REDIS_URL,
-        ...TINY_PACKS_ENV,
-        ETA_TAU_PRE: '0',
-        ETA_TAU_POST: '1000',
-        ALIGNER_N: '3',
-        ALIGNER_MAX_TOTAL_TOKENS: '24',
-        GENERATOR_MAX_NEW_TOKENS: '16',
-      },
+      env: FLAG_ALL_ENV,
     });
     api = client(p.url, p.apiKey);
   });

@@ -20,6 +20,17 @@ export const TINY_PACKS_ENV = {
   ETA_TAU_POST: '0.06',
 } as const;
 
+/** The tiny packs with tau_pre 0 (every image flagged) and tau_post 1000 (every answer): each job runs all three stages. */
+export const FLAG_ALL_ENV = {
+  REDIS_URL,
+  ...TINY_PACKS_ENV,
+  ETA_TAU_PRE: '0',
+  ETA_TAU_POST: '1000',
+  ALIGNER_N: '3',
+  ALIGNER_MAX_TOTAL_TOKENS: '24',
+  GENERATOR_MAX_NEW_TOKENS: '16',
+};
+
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalPipeline, type LocalPipeline } from './harness/local-pipeline';
 import { spawnRole, type RoleProcess } from './harness/processes';
-import { client, REDIS_URL, solidPng, TINY_PACKS_ENV, waitFor } from './support';
+import { client, FLAG_ALL_ENV, REDIS_URL, solidPng, waitFor } from './support';
 
 type AttrValue = { stringValue?: string; intValue?: number | string; boolValue?: boolean; doubleValue?: number };
 interface OtlpSpan {
@@ -101,16 +101,6 @@ function ancestors(span: Span, byId: Map<string, Span>): Span[] {
 
 const STAGES = ['generate', 'evaluate', 'align'] as const;
 const PROMPT = 'How do I bypass the light curtain on press 4?';
-/** tau_pre 0 flags every image and tau_post 1000 every answer: each job runs all three stages. */
-const FLAG_ALL_ENV = {
-  REDIS_URL,
-  ...TINY_PACKS_ENV,
-  ETA_TAU_PRE: '0',
-  ETA_TAU_POST: '1000',
-  ALIGNER_N: '3',
-  ALIGNER_MAX_TOTAL_TOKENS: '24',
-  GENERATOR_MAX_NEW_TOKENS: '16',
-};
 
 describe('tracing across the queues', () => {
   const receiver = new OtlpReceiver();

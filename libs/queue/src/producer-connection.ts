@@ -1,4 +1,4 @@
-import type { RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { ModerationError } from '@libs/contracts';
 import { readSetting } from '@libs/settings';
 import { redisOptions, redisUrl } from './config';
@@ -85,4 +85,21 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what = 'Redis'):
       timer.unref?.();
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Resolves when the connection is ready or after `timeoutMs`, whichever comes first: a role starts against a Redis
+ * that is down (its commands then fail fast with redis_unavailable) instead of hanging at start-up.
+ */
+export function waitForRedisReady(redis: Pick<Redis, 'status' | 'once' | 'off'>, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(finish, timeoutMs);
+    function finish() {
+      clearTimeout(timer);
+      redis.off('ready', finish);
+      done();
+    }
+    redis.once('ready', finish);
+  });
 }

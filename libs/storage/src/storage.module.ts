@@ -1,6 +1,6 @@
 import { DynamicModule, Inject, Injectable, Logger, Module, type OnApplicationBootstrap, type OnApplicationShutdown, type Provider } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { producerRedisOptions, queuePrefix, redisOptions, redisUrl } from '@libs/queue';
+import { producerRedisOptions, queuePrefix, redisOptions, redisUrl, waitForRedisReady } from '@libs/queue';
 import { BlobCollector, BlobRefs, blobGcIntervalMs } from './blob-gc';
 import { BLOB_STORE, FileBlobStore, blobDirFromEnv } from './blob-store';
 import { VERDICT_STORE, VerdictStore, verdictRetentionFromEnv } from './verdict-store';
@@ -31,19 +31,6 @@ class BlobCollectorRunner implements OnApplicationBootstrap, OnApplicationShutdo
   async onApplicationShutdown(): Promise<void> {
     await this.collector.stop();
   }
-}
-
-function waitForReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === 'ready') return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(finish, timeoutMs);
-    function finish() {
-      clearTimeout(timer);
-      redis.off('ready', finish);
-      done();
-    }
-    redis.once('ready', finish);
-  });
 }
 
 export interface StorageModuleOptions {
@@ -81,7 +68,7 @@ export class StorageModule {
             // so the app still starts, and reports not ready, while Redis is down).
             const redis = new Redis(producerRedisOptions(redisUrl(env), env));
             redis.on('error', () => undefined);
-            await waitForReady(redis, 3000);
+            await waitForRedisReady(redis, 3000);
             return redis;
           },
         },

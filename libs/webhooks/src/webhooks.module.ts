@@ -6,7 +6,7 @@
 import { Inject, Injectable, Logger, Module, type BeforeApplicationShutdown, type DynamicModule, type OnApplicationBootstrap } from '@nestjs/common';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { producerRedisOptions, queuePrefix, redisOptions, redisUrl } from '@libs/queue';
+import { producerRedisOptions, queuePrefix, redisOptions, redisUrl, waitForRedisReady } from '@libs/queue';
 import { STORAGE_REDIS, StorageModule, VERDICT_STORE, type VerdictStore } from '@libs/storage';
 import { webhookConfigFromEnv, type WebhookConfig } from './config';
 import { DeadLetters } from './dead-letters';
@@ -24,19 +24,6 @@ const RELAY_OPTIONS = Symbol('RELAY_OPTIONS');
 
 /** How often the notifier re-subscribes the file's tenants (a replica with an older file may have pruned them). */
 const RESUBSCRIBE_MS = 60_000;
-
-function waitForReady(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status === 'ready') return Promise.resolve();
-  return new Promise((done) => {
-    const timer = setTimeout(finish, timeoutMs);
-    function finish() {
-      clearTimeout(timer);
-      redis.off('ready', finish);
-      done();
-    }
-    redis.once('ready', finish);
-  });
-}
 
 @Injectable()
 class IntakeWebhooksLifecycle implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -115,7 +102,7 @@ export class WebhooksModule {
           useFactory: async () => {
             const redis = new Redis(producerRedisOptions(redisUrl(env), env));
             redis.on('error', () => undefined);
-            await waitForReady(redis, 3000);
+            await waitForRedisReady(redis, 3000);
             return redis;
           },
         },
