@@ -94,7 +94,11 @@ describe('Redis down or paused: fail fast, never create after answering', () => 
   it('answers 503 redis_unavailable within 2 s while Redis is down, and creates nothing once it is back', async () => {
     expect((await post(p.url, p.apiKey, '/v1/jobs', { prompt: 'warm', answer: 'a' })).status).toBe(202);
     await redis.stop();
-    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => post(p.url, p.apiKey, '/v1/jobs', { prompt: `down ${i}`, answer: 'a' })));
+    const replies = await Promise.all([
+      ...Array.from({ length: 6 }, (_, i) => post(p.url, p.apiKey, '/v1/jobs', { prompt: `down ${i}`, answer: 'a' })),
+      // The webhook routes reach Redis through their own connection: the same 503, not a 500.
+      post(p.url, p.apiKey, '/v1/webhooks', { url: 'https://hooks.example.com/moderation' }),
+    ]);
     for (const r of replies) {
       expect(r.status, JSON.stringify(r.body)).toBe(503);
       expect(r.body.error.code).toBe('redis_unavailable');

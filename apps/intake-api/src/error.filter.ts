@@ -1,6 +1,7 @@
 import { Catch, HttpException, Logger, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { ModerationError, type ErrorCode } from '@libs/contracts';
+import { asRedisError } from '@libs/queue';
 
 const BY_STATUS: Record<number, ErrorCode> = {
   400: 'invalid_request',
@@ -55,7 +56,10 @@ export interface RenderedError {
   retryAfter?: number;
 }
 
-export function renderError(err: unknown): RenderedError {
+export function renderError(thrown: unknown): RenderedError {
+  // A Redis failure from any route (OOM, unreachable, timed out) is the API's 503 redis_full / redis_unavailable:
+  // mapped here once, so handlers need no try/catch of their own.
+  const err = asRedisError(thrown);
   if (err instanceof ModerationError) {
     // Every refusal that a later retry can pass says when: its own figure, else a default for the transient codes.
     const stated = Number(err.details?.retry_after_seconds);
@@ -77,13 +81,6 @@ export function renderError(err: unknown): RenderedError {
   }
   if (e && typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return { status: e.statusCode, body: { error: { code: BY_STATUS[e.statusCode] ?? 'invalid_request', message: e.message ?? 'bad request' } } };
-  }
-  if (e && /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable/i.test(String(e.message))) {
-    return {
-      status: 503,
-      body: { error: { code: 'redis_unavailable', message: 'the queue store is unreachable; retry later' } },
-      retryAfter: TRANSIENT_RETRY_AFTER_SECONDS.redis_unavailable,
-    };
   }
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
 }

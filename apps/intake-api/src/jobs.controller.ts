@@ -1,7 +1,6 @@
 import { Controller, Get, HttpCode, Inject, Param, Post, Query, Req } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
 import { ModerationError, type BatchAccepted, type BatchStatus, type JobAccepted, type Verdict, type VerdictPage } from '@libs/contracts';
-import { asRedisError } from '@libs/queue';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
 import { EndpointRegistry } from '@libs/webhooks';
 import { canRead, CurrentPrincipal, tenantOf, type Principal } from './auth';
@@ -31,11 +30,7 @@ export class JobsController {
   /** A callback_url must share its origin with one of the tenant's webhook endpoints (whose secret signs it). */
   private async callbackOf(tenant: string, raw: unknown): Promise<string | undefined> {
     if (raw === undefined || raw === null || raw === '') return undefined;
-    try {
-      return await this.webhooks.checkCallback(tenant, raw);
-    } catch (err) {
-      throw asRedisError(err);
-    }
+    return this.webhooks.checkCallback(tenant, raw);
   }
 
   @Post('jobs')

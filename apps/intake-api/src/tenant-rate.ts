@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ModerationError } from '@libs/contracts';
-import { asRedisError, type TenantRateLimiter } from '@libs/queue';
+import type { TenantRateLimiter } from '@libs/queue';
 import { authenticate } from './auth';
 import type { IntakeConfig } from './config';
 
@@ -15,7 +15,7 @@ export const RATE_LIMITED_ROUTES: ReadonlySet<string> = new Set(['POST /v1/jobs'
  * An onRequest hook: takes one request of the tenant's rate (TenantRateLimiter, a GCRA in Redis) before a byte of
  * the body is read, and answers 429 tenant_rate_limited with the GCRA's Retry-After when there is none left.
  * Requests without a valid tenant key pass untouched: the guard answers them (401, or 403 for the admin key), as
- * before. A Redis failure fails the request with 503, as the submission's own Redis calls would.
+ * before. A Redis failure fails the request with 503 (renderError maps it), as the submission's own Redis calls would.
  */
 export function tenantRateHook(config: IntakeConfig, limiter: TenantRateLimiter, refuse: (reply: FastifyReply, err: unknown) => void) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
@@ -46,7 +46,7 @@ export function tenantRateHook(config: IntakeConfig, limiter: TenantRateLimiter,
         ),
       );
     } catch (err) {
-      refuse(reply, asRedisError(err));
+      refuse(reply, err);
     }
     return reply;
   };

@@ -9,21 +9,12 @@ import {
   type WebhookEventType,
   type WebhookList,
 } from '@libs/contracts';
-import { asRedisError } from '@libs/queue';
 import { DeadLetters, EndpointRegistry, publicEndpoint } from '@libs/webhooks';
 import { CurrentPrincipal, requireAdmin, tenantOf, type Principal } from './auth';
 import { INTAKE_CONFIG, type IntakeConfig } from './config';
 
 const ENDPOINT_ID = /^whk_[0-9a-f]{24}$/;
 
-/** Redis failures answer 503 redis_unavailable / redis_full, as the other routes do. */
-async function redisCall<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw asRedisError(err);
-  }
-}
 const REGISTRATION_FIELDS = ['url', 'events'];
 
 function registration(body: unknown): { url: unknown; events?: WebhookEventType[] } {
@@ -52,14 +43,14 @@ export class WebhooksController {
   async register(@Req() req: FastifyRequest, @CurrentPrincipal() principal: Principal): Promise<WebhookCreated> {
     const tenant = tenantOf(principal);
     const { url, events } = registration(req.body);
-    const endpoint = await redisCall(() => this.registry.add(tenant, url, events));
+    const endpoint = await this.registry.add(tenant, url, events);
     return { ...publicEndpoint(endpoint), secret: endpoint.secret };
   }
 
   @Get()
   async list(@CurrentPrincipal() principal: Principal): Promise<WebhookList> {
     const tenant = tenantOf(principal);
-    return { data: (await redisCall(() => this.registry.list(tenant))).map(publicEndpoint) };
+    return { data: (await this.registry.list(tenant)).map(publicEndpoint) };
   }
 
   @Delete(':id')
@@ -68,7 +59,7 @@ export class WebhooksController {
     const tenant = tenantOf(principal);
     if (!ENDPOINT_ID.test(id))
       throw new ModerationError('invalid_id', 'not a webhook id: they look like whk_<24 hex digits>', { expected: 'whk_<24 hex digits>' });
-    if (!(await redisCall(() => this.registry.remove(tenant, id)))) throw new ModerationError('not_found', `no webhook ${id}`);
+    if (!(await this.registry.remove(tenant, id))) throw new ModerationError('not_found', `no webhook ${id}`);
   }
 }
 
@@ -91,7 +82,7 @@ export class DeadLetterController {
       if (!/^\d{1,9}$/.test(decoded)) throw new ModerationError('invalid_request', 'bad cursor; pass next_cursor as given');
       offset = Number(decoded);
     }
-    const page = await redisCall(() => this.deadLetters.list(offset, size));
+    const page = await this.deadLetters.list(offset, size);
     return { data: page.data, next_cursor: page.next === null ? null : Buffer.from(String(page.next)).toString('base64url') };
   }
 
@@ -99,7 +90,7 @@ export class DeadLetterController {
   @HttpCode(202)
   async replay(@Req() req: FastifyRequest, @Param('jobId') jobId: string): Promise<ReplayAccepted> {
     requireAdmin(this.config, req.headers, 'replaying webhook deliveries');
-    await redisCall(() => this.deadLetters.replay(jobId));
+    await this.deadLetters.replay(jobId);
     return { id: jobId, status: 'queued' };
   }
 }

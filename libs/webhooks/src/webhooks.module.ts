@@ -21,6 +21,9 @@ export const WEBHOOK_QUEUE = Symbol('WEBHOOK_QUEUE');
 const WEBHOOK_REDIS = Symbol('WEBHOOK_REDIS');
 const RELAY_REDIS = Symbol('RELAY_REDIS');
 const RELAY_OPTIONS = Symbol('RELAY_OPTIONS');
+const NOTIFIER_ENV = Symbol('NOTIFIER_ENV');
+/** The waits between delivery attempts (retrySchedule), shared by the jobs' options and the worker's backoff. */
+const RETRY_SCHEDULE = Symbol('RETRY_SCHEDULE');
 
 /** How often the notifier re-subscribes the file's tenants (a replica with an older file may have pruned them). */
 const RESUBSCRIBE_MS = 60_000;
@@ -55,7 +58,8 @@ class NotifierLifecycle implements OnApplicationBootstrap, BeforeApplicationShut
     private readonly processor: DeliveryProcessor,
     @Inject(WEBHOOK_QUEUE) private readonly queue: Queue,
     @Inject(RELAY_REDIS) private readonly relayRedis: Redis,
-    @Inject('WEBHOOK_ENV') private readonly env: NodeJS.ProcessEnv,
+    @Inject(NOTIFIER_ENV) private readonly env: NodeJS.ProcessEnv,
+    @Inject(RETRY_SCHEDULE) private readonly schedule: number[],
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -64,12 +68,11 @@ class NotifierLifecycle implements OnApplicationBootstrap, BeforeApplicationShut
     this.timer = setInterval(sync, RESUBSCRIBE_MS);
     this.timer.unref();
     this.relay.start();
-    const schedule = retrySchedule(this.config.backoffMs, this.config.giveUpMs);
     this.worker = new Worker<DeliveryJobData>(WEBHOOK_QUEUE_NAME, (job) => this.processor.process(job), {
       connection: redisOptions(redisUrl(this.env)),
       prefix: queuePrefix(this.env),
       concurrency: this.config.concurrency,
-      settings: { backoffStrategy: scheduleBackoff(schedule) },
+      settings: { backoffStrategy: scheduleBackoff(this.schedule) },
     });
     this.worker.on('error', (err) => this.logger.warn(`delivery worker: ${err.message}`));
     this.worker.on('failed', (job, err) => {
@@ -132,7 +135,8 @@ export class WebhooksModule {
       imports: [StorageModule.register(env)],
       providers: [
         { provide: WEBHOOK_CONFIG, useValue: config },
-        { provide: 'WEBHOOK_ENV', useValue: env },
+        { provide: NOTIFIER_ENV, useValue: env },
+        { provide: RETRY_SCHEDULE, useValue: schedule },
         { provide: RELAY_OPTIONS, useValue: options.relay ?? {} },
         { provide: TargetGuard, useFactory: () => new TargetGuard(config.allowedTargets) },
         {
