@@ -41,7 +41,7 @@ export class BestOfNConversations {
   async open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
     const vocab = this.model.pack.text.vocabSize;
     const prompt = await this.prompts.encode({ prompt: request.prompt, image: request.image, assistantText: request.answerPrefix }, request.revision);
-    const { batch, out } = await this.scheduler.exclusive(async () =>
+    const { batch, out, feeds } = await this.scheduler.exclusive(async () =>
       DecodeBatch.prefill(this.model, [await prompt.embed()], [prompt.length], [request.revision]),
     );
     const n = prompt.length;
@@ -50,7 +50,8 @@ export class BestOfNConversations {
       cache: batch.cache,
       nextLogits: out.logits.slice((n - 1) * vocab, n * vocab),
       nextPosition: n,
-      feed: request.revision,
+      // A gated revision is resolved once, at the conversation's prefill; every candidate continues with that scale.
+      feed: feeds[0],
       prefix: request.answerPrefix ?? '',
       tokens: [],
       finished: false,

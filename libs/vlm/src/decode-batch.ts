@@ -1,5 +1,6 @@
 import { type GatherSource, KvCache } from './kv-cache';
 import type { ForwardOutput, RevisionInputs, VlmModel } from './vlm-model';
+import { gateScale, readProbe } from './linear-probe';
 import type { RevisionFeed, TapFrame } from './types';
 
 /** Which positions of a prefill receive the revision, given the row's left padding. */
@@ -20,6 +21,35 @@ export function checkRevisionFeed(model: VlmModel, feed: RevisionFeed | undefine
     throw new RangeError(`revision.layer has ${feed.layer.length} values, the model needs ${layerSize} (layers x hidden)`);
   if (feed.head && feed.head.length !== headSize)
     throw new RangeError(`revision.head has ${feed.head.length} values, the model needs ${headSize} (layers x heads x head_dim)`);
+  if (feed.gate) {
+    const { probe, low, high } = feed.gate;
+    if (!model.revisable) throw new RangeError('a gated revision reads taps: the decoder needs tap outputs (modctl model prepare)');
+    if (!(Number.isInteger(probe.layer) && probe.layer >= 0 && probe.layer < layers))
+      throw new RangeError(`revision.gate.probe.layer must be in [0, ${layers})`);
+    if (probe.weights.length !== hidden || (probe.center && probe.center.length !== hidden))
+      throw new RangeError(`revision.gate.probe needs ${hidden} weights (and center values)`);
+    if (!(Number.isFinite(low) && Number.isFinite(high) && high > low)) throw new RangeError('revision.gate needs finite low < high');
+  }
+}
+
+/** `feed` times `scale`; undefined at 0, so a row the gate closes runs exactly as a row without revision. */
+export function scaleFeed(feed: RevisionFeed, scale: number): RevisionFeed | undefined {
+  if (scale === 0) return undefined;
+  const times = (v: Float32Array | undefined) => (v && scale !== 1 ? v.map((x) => x * scale) : v);
+  return { layer: times(feed.layer), head: times(feed.head), positions: feed.positions };
+}
+
+/** What a prefill returns beside the batch: per row, the revision it actually got. */
+export interface PrefillResult {
+  batch: DecodeBatch;
+  out: ForwardOutput;
+  seq: number;
+  /** The feed each row runs with from now on: a gated feed resolved to its scaled, ungated form (undefined at 0). */
+  feeds: (RevisionFeed | undefined)[];
+  /** The gate's scale per gated row (undefined for the others). */
+  scales: (number | undefined)[];
+  /** A gated row's tap frame from the pass WITHOUT revision (the one its gate and probes read). */
+  unrevised: (TapFrame | undefined)[];
 }
 
 /**
@@ -79,8 +109,36 @@ export class DecodeBatch {
     return this.cacheState.length;
   }
 
-  /** Runs all prompts left-padded to the longest as one forward call. */
-  static async prefill(
+  /**
+   * Runs all prompts as one prefill. Rows with a gated revision (input-adaptive, types.ts RevisionGate) are first
+   * prefilled without revision to read their gate at the last prompt token, then with the scaled feed: a gated row
+   * costs one extra prefill, never a decode step. When every row is gated and every gate closes, the unrevised pass
+   * is the prefill (the common case of a benign batch) and nothing runs twice.
+   */
+  static async prefill(model: VlmModel, prompts: Float32Array[], lengths: number[], feeds: (RevisionFeed | undefined)[]): Promise<PrefillResult> {
+    const gated = feeds.flatMap((f, i) => (f?.gate ? [i] : []));
+    const scales: (number | undefined)[] = feeds.map(() => undefined);
+    const unrevised: (TapFrame | undefined)[] = feeds.map(() => undefined);
+    if (gated.length === 0) return { ...(await DecodeBatch.prefillRows(model, prompts, lengths, feeds)), feeds, scales, unrevised };
+    const probe = await DecodeBatch.prefillRows(
+      model,
+      gated.map((i) => prompts[i]),
+      gated.map((i) => lengths[i]),
+      gated.map(() => undefined),
+    );
+    gated.forEach((i, k) => {
+      const frame = tapFrame(model, probe.out, k);
+      const gate = feeds[i]!.gate!;
+      unrevised[i] = frame;
+      scales[i] = gateScale(gate, readProbe(gate.probe, frame.layer, model.pack.text.hidden));
+    });
+    const resolved = feeds.map((f, i) => (f?.gate ? scaleFeed(f, scales[i]!) : f));
+    if (gated.length === feeds.length && resolved.every((f) => f === undefined)) return { ...probe, feeds: resolved, scales, unrevised };
+    return { ...(await DecodeBatch.prefillRows(model, prompts, lengths, resolved)), feeds: resolved, scales, unrevised };
+  }
+
+  /** Runs all prompts left-padded to the longest as one forward call (feeds already resolved: no gates). */
+  private static async prefillRows(
     model: VlmModel,
     prompts: Float32Array[],
     lengths: number[],
@@ -129,7 +187,7 @@ export class DecodeBatch {
     const taps: (TapFrame | undefined)[] = new Array(size);
     const sources: GatherSource[] = new Array(size);
     for (const [n, members] of byLength) {
-      const group = await DecodeBatch.prefill(
+      const group = await DecodeBatch.prefillRows(
         model,
         members.map((i) => prompts[i]),
         members.map(() => n),

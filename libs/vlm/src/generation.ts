@@ -11,6 +11,7 @@ import type {
   Candidate,
   CandidateOptions,
   GenerationRequest,
+  LinearProbe,
   GenerationResult,
   RevisionFeed,
   TapFrame,
@@ -44,6 +45,10 @@ export class GenerationRuntime {
 
   /** Each request becomes one scheduler row; they may run in different batches, with rows of other calls. */
   async generate(requests: GenerationRequest[], onToken?: TokenCallback): Promise<GenerationResult[]> {
+    for (const r of requests) {
+      if (r.probes?.length && !this.model.revisable) throw new RangeError('probes read taps: the decoder needs tap outputs (modctl model prepare)');
+      for (const p of r.probes ?? []) checkProbe(p, this.model.pack.text);
+    }
     const prepared = await Promise.all(
       requests.map((r) => this.prompts.encode({ prompt: r.prompt, image: r.image, assistantText: r.answerPrefix }, r.revision)),
     );
@@ -65,6 +70,7 @@ export class GenerationRuntime {
           criteria,
           maxNewTokens,
           taps: Boolean(request.taps),
+          probes: request.probes,
           keepState: false,
           onToken: onToken ? (token, delta) => onToken(i, token, delta) : undefined,
         });
@@ -83,6 +89,8 @@ export class GenerationRuntime {
       promptTokens,
       finishReason: o.finishReason,
       ...(o.taps ? { taps: o.taps } : {}),
+      ...(o.probes ? { probes: o.probes } : {}),
+      ...(o.revisionScale !== undefined ? { revisionScale: o.revisionScale } : {}),
       timings: { prefillMs: o.prefillMs, decodeMs: o.decodeMs },
       batch: { prefill: o.prefillBatch, maxDecode: o.maxBatch },
     };
@@ -127,4 +135,11 @@ export class GenerationRuntime {
   release(handle: number): Promise<void> {
     return this.conversations.release(handle);
   }
+}
+
+function checkProbe(p: LinearProbe, text: { layers: number; hidden: number }): void {
+  if (!(Number.isInteger(p.layer) && p.layer >= 0 && p.layer < text.layers)) throw new RangeError(`probe layer must be in [0, ${text.layers})`);
+  if (p.weights.length !== text.hidden || (p.center && p.center.length !== text.hidden))
+    throw new RangeError(`a probe needs ${text.hidden} weights (and center values)`);
+  if (!Number.isFinite(p.bias)) throw new RangeError('a probe needs a finite bias');
 }

@@ -20,6 +20,7 @@ export {
   type WaitingCost,
 } from './scheduler';
 export { StoppingCriteria, TokenSetCriterion, StopStringCriterion, MaxTokensCriterion, type StoppingCriterion, type RowProgress } from './stopping-criteria';
+export { readProbe, gateScale } from './linear-probe';
 export { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
 export { EXECUTION_ENV, ExecutionProviderMismatchError, executionFromEnv, type SessionOptions } from './sessions';
 

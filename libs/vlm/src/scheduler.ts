@@ -1,10 +1,11 @@
 import { DecodeBatch, tapFrame } from './decode-batch';
 import { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
+import { readProbe } from './linear-probe';
 import type { KvCache } from './kv-cache';
 import { pickToken } from './sampler';
 import { StopStringCriterion, type StoppingCriteria } from './stopping-criteria';
 import type { ForwardOutput, VlmModel } from './vlm-model';
-import type { FinishReason, RevisionFeed, SamplingOptions, TapFrame } from './types';
+import type { FinishReason, LinearProbe, RevisionFeed, SamplingOptions, TapFrame } from './types';
 
 /**
  * The scheduler's budgets, named after TGI's router (`next_batch(min_size, max_size, prefill_token_budget,
@@ -109,6 +110,8 @@ export interface RowSpec {
   /** Upper bound of its new tokens, for the token budget (the criteria's max tokens). */
   maxNewTokens: number;
   taps: boolean;
+  /** Read from the row's prefill at the last prompt token (see GenerationRequest.probes). */
+  probes?: LinearProbe[];
   /** Keep the row's cache and next-token logits when it ends other than by eos: it feeds its last token once more. */
   keepState: boolean;
   /** Token events; the delta is the detokenizer's final text (see IncrementalDetokenizer). */
@@ -121,6 +124,10 @@ export interface RowOutcome {
   /** The streamed text, cut after the stop string; undefined when the row was not detokenized as it went. */
   streamedText?: string;
   taps?: TapFrame[];
+  /** z of each of the spec's probes. */
+  probes?: number[];
+  /** The gate's scale of a gated revision, 1 for a static one; undefined without revision. */
+  revisionScale?: number;
   state?: { cache: KvCache; nextPosition: number; logits: Float32Array };
   prefillMs: number;
   decodeMs: number;
@@ -147,6 +154,8 @@ class ActiveRow {
   closing?: FinishReason;
   prefillMs = 0;
   prefillBatch = 0;
+  probes?: number[];
+  revisionScale?: number;
   joinedAt = 0;
   steps = 0;
   maxBatch = 0;
@@ -188,6 +197,8 @@ class ActiveRow {
       finishReason,
       streamedText: detok ? (finishReason === 'stop_string' ? StopStringCriterion.cut(detok.text, this.spec.criteria.stopStrings) : detok.text) : undefined,
       ...(this.taps ? { taps: this.taps } : {}),
+      ...(this.probes ? { probes: this.probes } : {}),
+      ...(this.revisionScale !== undefined ? { revisionScale: this.revisionScale } : {}),
       ...(state ? { state } : {}),
       prefillMs: this.prefillMs,
       decodeMs: performance.now() - this.joinedAt,
@@ -323,7 +334,7 @@ export class DecodeScheduler {
         const embeds: Float32Array[] = [];
         for (const r of prompts) embeds.push(await (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).embed());
         const t0 = performance.now();
-        const { batch, out, seq } = await DecodeBatch.prefill(
+        const { batch, out, seq, scales, unrevised } = await DecodeBatch.prefill(
           this.model,
           embeds,
           prompts.map((r) => (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).length),
@@ -335,6 +346,12 @@ export class DecodeScheduler {
           r.prefillMs = ms;
           r.prefillBatch = prompts.length;
           if (r.taps) r.taps.push(tapFrame(this.model, out, g));
+          if (r.spec.feed) r.revisionScale = scales[g] ?? 1;
+          if (r.spec.probes?.length) {
+            // The detector reads the decision point as the model had it before a gated revision moved it.
+            const frame = unrevised[g] ?? tapFrame(this.model, out, g);
+            r.probes = r.spec.probes.map((p) => readProbe(p, frame.layer, this.model.pack.text.hidden));
+          }
           firstLogits.push({ logits: out.logits, offset: (g * seq + seq - 1) * this.vocab });
         });
         group = batch;

@@ -21,6 +21,33 @@ export interface RevisionFeed {
   layer?: Float32Array;
   head?: Float32Array;
   positions: RevisionPositions;
+  /** Input-adaptive revision: the row's feed is scaled by the gate read from the row's own unrevised prefill. */
+  gate?: RevisionGate;
+}
+
+/**
+ * A linear read-out of one layer's residual stream at the last prompt token (the decision point):
+ * `z = weights · (tap[layer] - center) + bias`. A logistic probe's logit when fitted as one (the hidden-state
+ * detector); the score a revision gate thresholds.
+ */
+export interface LinearProbe {
+  layer: number;
+  /** [hidden] */
+  weights: Float32Array;
+  bias: number;
+  /** [hidden]; zeros when absent. */
+  center?: Float32Array;
+}
+
+/**
+ * Input-adaptive revision (ASTRA / AdaSteer style): the feed is multiplied, per row, by
+ * `clamp((z - low) / (high - low), 0, 1)` where z is the probe on that row's prefill taps read WITHOUT the
+ * revision. Rows whose probe reads below `low` are not revised at all, rows above `high` get the full feed.
+ */
+export interface RevisionGate {
+  probe: LinearProbe;
+  low: number;
+  high: number;
 }
 
 /** Sampling settings; greedy decoding when `temperature` is 0 or absent. */
@@ -59,6 +86,12 @@ export interface GenerationRequest {
   revision?: RevisionFeed;
   /** Return the activation taps of every forward call's last position. */
   taps?: boolean;
+  /**
+   * Linear probes read from this row's prefill taps at the last prompt token (no extra forward pass); their
+   * values come back in `GenerationResult.probes`. Read from the unrevised prefill when the row's revision is
+   * gated, else from the prefill as it ran (after a static revision).
+   */
+  probes?: LinearProbe[];
 }
 
 /**
@@ -83,6 +116,10 @@ export interface GenerationResult {
   finishReason: FinishReason;
   /** One frame per forward call (prefill first), when `taps` was asked for. */
   taps?: TapFrame[];
+  /** z of each requested probe, in request order. */
+  probes?: number[];
+  /** The scale the row's gated revision got (1 for a static revision); absent without a revision. */
+  revisionScale?: number;
   timings: { prefillMs: number; decodeMs: number };
   /** Rows in the prefill call this request's row was in, and in the largest decode step it joined (tracing attributes). */
   batch?: { prefill: number; maxDecode: number };
