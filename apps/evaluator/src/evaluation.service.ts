@@ -1,7 +1,18 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ModerationError, type StageJob } from '@libs/contracts';
+import { ModerationError, type Scores, type StageJob } from '@libs/contracts';
 import { BLOB_STORE, type BlobStore } from '@libs/storage';
 import { ANSWER_EVALUATOR, type AnswerEvaluation, type AnswerEvaluator } from './answer-evaluator';
+
+/**
+ * The generator's hidden-state detector beside ETA's scores (scores.hidden_risk, thresholds.hidden_risk); it flags the
+ * job under every policy only when the generator stamped ETA_DETECTOR_FLAGS on it.
+ */
+export function withDetector(result: AnswerEvaluation, detector: StageJob['detector']): AnswerEvaluation {
+  if (!detector) return result;
+  const scores: Scores = { ...result.scores, hidden_risk: detector.hiddenRisk };
+  const thresholds: Record<string, number> & AnswerEvaluation['thresholds'] = { ...result.thresholds, hidden_risk: detector.tau };
+  return { ...result, scores, thresholds, flagged: result.flagged || (detector.flags && detector.hiddenRisk >= detector.tau) };
+}
 
 /** Scores a job's answer (and image) with ETA's evaluators. */
 @Injectable()
@@ -28,6 +39,6 @@ export class EvaluationService {
       if (err instanceof ModerationError) throw err;
       throw new ModerationError('evaluation_failed', err instanceof Error ? err.message : String(err));
     }
-    return { ...result, ms: Date.now() - started };
+    return { ...withDetector(result, job.detector), ms: Date.now() - started };
   }
 }

@@ -1,11 +1,14 @@
 import { readSetting } from '@libs/settings';
 import { DEFAULT_VLM_PACK_DIR, executionFromEnv, schedulerFromEnv, VLM_ENV } from '@libs/worker';
 import type { SchedulerOptions } from '@libs/vlm';
+import { DETECTOR_ENV } from '@libs/revision';
 
-/** Env variables of the generator role: the VLM engine's (@libs/worker) and the answer length. */
+/** Env variables of the generator role: the VLM engine's (@libs/worker), the answer length and the hidden-state detector. */
 export const GENERATOR_ENV = {
   ...VLM_ENV,
   maxNewTokens: 'GENERATOR_MAX_NEW_TOKENS',
+  detectorFile: DETECTOR_ENV,
+  detectorFlags: 'ETA_DETECTOR_FLAGS',
 } as const;
 
 export interface GeneratorConfig {
@@ -18,6 +21,10 @@ export interface GeneratorConfig {
   intraOpNumThreads?: number;
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
+  /** DETECTOR_FILE; undefined: the default artifact when it fits the pack (libs/revision resolveDetector). */
+  detectorFile?: string;
+  /** ETA_DETECTOR_FLAGS: stamped on each job, so the evaluator ORs the detector's flag into the policy's. */
+  detectorFlags: boolean;
 }
 
 export const GENERATOR_CONFIG = Symbol('GENERATOR_CONFIG');
@@ -31,5 +38,7 @@ export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ge
     maxNewTokens: readSetting<number>(env, GENERATOR_ENV.maxNewTokens),
     intraOpNumThreads: execution.intraOpNumThreads,
     scheduler: schedulerFromEnv(env),
+    detectorFile: readSetting<string>(env, GENERATOR_ENV.detectorFile),
+    detectorFlags: readSetting<boolean>(env, GENERATOR_ENV.detectorFlags) ?? false,
   };
 }

@@ -24,10 +24,12 @@ export class GenerateProcessor extends StageWorkerHost {
   }
 
   protected async run(job: Job<StageJob>, verdict: Verdict): Promise<void> {
-    // A run that died after recording its answer (before BullMQ saw it complete) does not burn the GPU again.
+    // A run that died after recording its answer (before BullMQ saw it complete) does not burn the GPU again: only the
+    // detector's prefill runs again (when one is configured), since its reading was not recorded with the answer.
     if (verdict.original_answer !== null && verdict.timings.generate_ms !== undefined) {
       annotateActiveSpan({ [ATTR.model]: verdict.model?.name, [ATTR.skipped]: 'answer_recorded' });
-      await this.dispatcher.enqueue('evaluate', { ...job.data, answer: verdict.original_answer, attempt: verdict.attempts });
+      const detector = await this.generation.detect(job.data);
+      await this.dispatcher.enqueue('evaluate', { ...job.data, answer: verdict.original_answer, attempt: verdict.attempts, detector });
       return;
     }
     const out = await this.generation.generate(job.data);
@@ -38,6 +40,6 @@ export class GenerateProcessor extends StageWorkerHost {
       revision: out.revision,
       timings: { ...v.timings, generate_ms: out.ms, generate_tokens: out.tokens },
     }));
-    await this.dispatcher.enqueue('evaluate', { ...job.data, answer: out.answer, attempt: verdict.attempts });
+    await this.dispatcher.enqueue('evaluate', { ...job.data, answer: out.answer, attempt: verdict.attempts, detector: out.detector });
   }
 }

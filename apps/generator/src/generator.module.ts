@@ -4,6 +4,7 @@ import { StorageModule } from '@libs/storage';
 import { GENERATOR_CONFIG, generatorConfigFromEnv, type GeneratorConfig } from './config';
 import { GenerateProcessor } from './generate.processor';
 import { GenerationService } from './generation.service';
+import { detectorProvider } from './detector.provider';
 import { revisionProfilesProvider, VlmEngineCloser, vlmEngineProvider } from '@libs/worker';
 
 /** The generator role: consumes `generate`, produces `evaluate`. */
@@ -18,6 +19,7 @@ export class GeneratorModule {
         vlmEngineProvider(GENERATOR_CONFIG, (c: GeneratorConfig) => c),
         VlmEngineCloser,
         revisionProfilesProvider(env),
+        detectorProvider,
         GenerationService,
         GenerateProcessor,
       ],

@@ -20,6 +20,11 @@ export const StageJobSchema = z.object({
   profile: z.string().min(1),
   policy: PolicySchema,
   batchId: ModerationIdSchema.optional(),
+  /**
+   * The generator's hidden-state detector on this job's prefill (DETECTOR_FILE): hidden_risk = sigmoid of the probe,
+   * the artifact's threshold, and whether it flags the job (ETA_DETECTOR_FLAGS). Absent when no detector ran.
+   */
+  detector: z.object({ hiddenRisk: z.number().min(0).max(1), tau: z.number().min(0).max(1), flags: z.boolean() }).optional(),
   /** How many stage runs came before this one (diagnostics; BullMQ keeps its own attempt counters). */
   attempt: z.number().int().nonnegative(),
   /**

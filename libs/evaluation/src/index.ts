@@ -3,3 +3,4 @@ export * from './judge';
 export * from './metrics';
 export * from './report';
 export * from './plot';
+export * from './detector-metrics';

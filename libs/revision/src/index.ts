@@ -6,3 +6,4 @@ export * from './sample-strategies';
 export * from './artifact';
 export * from './calibration';
 export * from './profiles';
+export * from './detector';

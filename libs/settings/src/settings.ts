@@ -349,6 +349,14 @@ export const SETTINGS: readonly Setting[] = [
     roles: ['generator', 'aligner'],
   }),
   s({ name: 'GENERATOR_MAX_NEW_TOKENS', schema: int(1), defaultNote: "the pack's generation_config", description: 'answer length', roles: ['generator'] }),
+  s({
+    name: 'DETECTOR_FILE',
+    schema: text(),
+    defaultNote: 'config/detectors/factory-vlm.json if present and fitted on the pack, else off',
+    description: "hidden-state detector artifact ('none': off)",
+    roles: ['generator'],
+  }),
+  s({ name: 'ETA_DETECTOR_FLAGS', schema: bool(), default: 'false', description: 'hidden_risk >= tau flags the job under every policy', roles: ['generator'] }),
   // Aligner (best-of-N).
   s({ name: 'ALIGNER_N', schema: int(1), default: '5', description: 'candidates per sentence', roles: ['aligner'] }),
   s({
