@@ -61,8 +61,12 @@ class SequenceClassifier(nn.Module):
         return logits[torch.arange(logits.shape[0]), last]
 
 
-def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: TextConfig):
-    """onnx/model.onnx, config.json and the tokenizer files of a reward pack (the tiny one and factory-guard)."""
+def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: TextConfig,
+                     labels=("reward",), extra_config: dict | None = None):
+    """onnx/model.onnx, config.json and the tokenizer files of a reward pack (the tiny one and factory-guard).
+
+    labels: the names of the logits in order (config id2label); extra_config: keys appended to config.json (the
+    defaults write tiny-guard's config unchanged)."""
     ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])
     am = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     common.export_onnx(model, (ids, am), os.path.join(out_dir, "onnx", "model.onnx"), ["input_ids", "attention_mask"],
@@ -72,7 +76,8 @@ def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: T
     ids_ = {"pad_token_id": tok.added["<|endoftext|>"], "bos_token_id": tok.added["<|im_start|>"],
             "eos_token_id": tok.added["<end_of_utterance>"]}
     config = {"architectures": ["LlamaForSequenceClassification"], "model_type": "llama",
-              "id2label": {"0": "reward"}, "label2id": {"reward": 0}, "num_labels": 1,
+              "id2label": {str(i): n for i, n in enumerate(labels)}, "label2id": {n: i for i, n in enumerate(labels)},
+              "num_labels": len(labels),
               "problem_type": "regression", "pooling": "last_non_padding_token",
               "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
               "num_attention_heads": c.num_attention_heads, "num_key_value_heads": c.num_key_value_heads,
@@ -80,7 +85,7 @@ def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: T
               "rms_norm_eps": c.rms_norm_eps, "rope_theta": c.rope_theta,
               "max_position_embeddings": c.max_position_embeddings, "hidden_act": "silu",
               "tie_word_embeddings": False, "torch_dtype": "float32", **ids_,
-              "transformers.js_config": {"dtype": "fp32"}}
+              "transformers.js_config": {"dtype": "fp32"}, **(extra_config or {})}
     common.write_json(os.path.join(out_dir, "config.json"), config, indent=2)
     common.write_json(os.path.join(out_dir, "tokenizer_config.json"),
                       common.tokenizer_config({"chat_template": GUARD_CHAT_TEMPLATE}), indent=2)

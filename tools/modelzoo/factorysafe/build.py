@@ -224,12 +224,33 @@ def train_evaluators(tok, test, a, hp, seed):
 
     # guard
     t = time.time()
-    gmodel = fsguard.train_guard(tok, pool, seed + 4, hp["guard_steps"], device=a.device, log=log)
-    guard_stats = fsguard.evaluate(gmodel, tok, test if not a.quick else test[::6], log)
-    fsguard.export(os.path.join(a.out, "factory-guard"), tok, gmodel, seed + 4, guard_stats)
+    guard_stats = train_export_guard(tok, pool, test, a, hp, seed, log)
     timings["guard_s"] = round(time.time() - t, 1)
     return clip_stats, guard_stats, timings
 
+
+
+def train_export_guard(tok, pool, test, a, hp, seed, log):
+    """factory-guard trained on the evaluators' scene pool, evaluated on the test split and exported; its stats."""
+    gmodel = fsguard.train_guard(tok, pool, seed + 4, hp["guard_steps"], device=a.device, log=log)
+    guard_stats = fsguard.evaluate(gmodel, tok, test if not a.quick else test[::6], log)
+    fsguard.export(os.path.join(a.out, "factory-guard"), tok, gmodel, seed + 4, guard_stats)
+    return guard_stats
+
+
+def build_guard_only(tok, test, a, hp, seed, log):
+    """--only-guard: the guard step of train_evaluators (same pool and seed), then its metrics.json entry."""
+    torch.set_num_threads(a.threads)
+    t = time.time()
+    guard_stats = train_export_guard(tok, D.scenes(seed + 11, hp["pool"], held=False), test, a, hp, seed, log)
+    path = os.path.join(a.data, "metrics.json")
+    if os.path.exists(path) and not a.quick:
+        with open(path, encoding="utf-8") as f:
+            metrics = json.load(f)
+        metrics["factory-guard"] = guard_stats
+        metrics["timings"]["guard_s"] = round(time.time() - t, 1)
+        common.write_json(path, metrics, indent=1)
+    log(f"[guard] done in {time.time() - t:.0f}s")
 
 
 def _evaluators_child(results, *args):
@@ -250,6 +271,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu (shipped packs) or cuda (exploration only)")
     ap.add_argument("--only-vlm", action="store_true", help="exploration: train + evaluate the VLM only, no files")
     ap.add_argument("--explore", action="store_true", help="exploration: train + evaluate everything, no files")
+    ap.add_argument("--only-guard", action="store_true",
+                    help="retrain, evaluate and export factory-guard only (the same tokenizer, pool and seed as a full "
+                         "build, so the pack equals a full build's) and update its entry in metrics.json")
     for k in FULL:
         ap.add_argument("--" + k.replace("_", "-"), type=int, default=None)
     a = ap.parse_args(argv)
@@ -280,6 +304,9 @@ def main(argv=None):
     log(f"[held-out check] {leaks}")
     if leaks["prompt_leaks"] or leaks["template_fragment_leaks"]:
         raise SystemExit(f"held-out phrasings leak into training data: {leaks}")
+    if a.only_guard:
+        build_guard_only(tok, test, a, hp, seed, log)
+        return
     if not (a.only_vlm or a.explore):
         t = time.time()
         write_data(a.data, test, calib, log)
