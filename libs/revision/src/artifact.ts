@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { denseLength, unitInRange, unitKey, type ModelShape, type RevisionLevel, type Unit } from './layout';
-import type { DirectionMethod, RankingCriterion } from './selection';
+import type { DirectionMethod, GenerationEffect, RankingCriterion } from './selection';
 import type { SampleStrategy } from './sample-strategies';
 
 export const ARTIFACT_FORMAT = 'vlm-moderation/revision-artifact';
@@ -29,6 +29,8 @@ export interface SelectedUnit extends Unit {
   separation?: number;
   /** Single-unit causal effect (HSI), when measured. */
   causalEffect?: number;
+  /** Single-unit judged-generation effect (issue 12 item 2), when measured with `--select generation`. */
+  generation?: GenerationEffect;
   /** 1 = best. */
   rank: number;
 }
@@ -39,7 +41,7 @@ export interface ArtifactManifest {
   method: DirectionMethod;
   strategy: SampleStrategy;
   level: RevisionLevel;
-  /** Class the directions point toward ('safe' behaviour; see docs/safety-methods.md). */
+  /** Class the directions point toward: 'safe' / 'unsafe' (a sample label) or 'text-only' (image-shift); see docs/safety-methods.md. */
   positiveClass: string;
   rankedBy: RankingCriterion;
   model: ModelShape & { name: string; fingerprint: string };

@@ -3,12 +3,22 @@
  * an artifact draft. The runtime is only touched through `readTaps`, so this runs against a fake engine in tests.
  */
 import type { ModelInfo, RevisionFeed, RevisionPositions, TapFrame, TapRequest, VlmEngine } from '@libs/vlm';
-import type { ArtifactDraft } from './artifact';
+import type { ArtifactDraft, SelectedUnit } from './artifact';
 import { dot, massMeanShift, projectionStd } from './directions';
-import { allUnits, denseLength, frameVector, unitKey, unitOffset, unitRows, type RevisionLevel, type Unit } from './layout';
+import { allUnits, denseLength, frameVector, unitKey, unitOffset, unitRows, type ModelShape, type RevisionLevel, type Unit } from './layout';
 import { PROBE_DEFAULTS, type ProbeOptions } from './probe';
 import type { ContrastSet } from './sample-strategies';
-import { byClass, rankUnits, scoreUnit, selectTopK, stratifiedSplit, type DirectionMethod, type HoldoutSplit, type UnitScore } from './selection';
+import {
+  byClass,
+  rankUnits,
+  scoreUnit,
+  selectTopK,
+  stratifiedSplit,
+  type DirectionMethod,
+  type HoldoutSplit,
+  type RankingCriterion,
+  type UnitScore,
+} from './selection';
 
 export type TapReader = Pick<VlmEngine, 'info' | 'readTaps'>;
 
@@ -156,24 +166,15 @@ export async function calibrate(engine: TapReader, contrast: ContrastSet, option
   const ranking = rankUnits(scores, rankedBy);
   const selected = selectTopK(ranking, Math.min(topK, ranking.length));
 
-  const directions = new Float32Array(expected);
-  for (const s of selected) directions.set(s.direction, unitOffset(info, o.level, s.unit));
   const positives = contrast.classes.reduce((a, c) => a + c, 0);
   const draft: ArtifactDraft = {
     method: o.method,
     strategy: contrast.strategy,
     level: o.level,
-    positiveClass: contrast.positiveLabel,
+    positiveClass: contrast.positiveClass,
     rankedBy,
     model: { name: info.name, fingerprint: info.fingerprint, layers: info.layers, hidden: info.hidden, heads: info.heads, headDim: info.headDim },
-    selection: selected.map((s, i) => ({
-      ...s.unit,
-      sigma: s.sigma,
-      probeAccuracy: s.probeAccuracy,
-      ...(Number.isFinite(s.separation) ? { separation: s.separation } : {}),
-      ...(s.causalEffect !== undefined ? { causalEffect: s.causalEffect } : {}),
-      rank: i + 1,
-    })),
+    selection: selectionEntries(selected),
     samples: { positive: positives, negative: contrast.classes.length - positives, train: split.train.length, holdout: split.holdout.length },
     calibration: {
       topK,
@@ -183,7 +184,46 @@ export async function calibrate(engine: TapReader, contrast: ContrastSet, option
       ...(o.causal ? { causalAlpha: o.causalAlpha, causalPositions: o.causalPositions, causalPool: o.causalPool } : {}),
     },
   };
-  return { draft, directions, ranking, selected, split };
+  return { draft, directions: denseDirections(info, o.level, selected), ranking, selected, split };
+}
+
+/** The artifact's selection entries, rank = position in `selected`. */
+function selectionEntries(selected: readonly UnitScore[]): SelectedUnit[] {
+  return selected.map((s, i) => ({
+    ...s.unit,
+    sigma: s.sigma,
+    probeAccuracy: s.probeAccuracy,
+    ...(Number.isFinite(s.separation) ? { separation: s.separation } : {}),
+    ...(s.causalEffect !== undefined ? { causalEffect: s.causalEffect } : {}),
+    ...(s.generation !== undefined ? { generation: s.generation } : {}),
+    rank: i + 1,
+  }));
+}
+
+/** The selected units' directions in the dense layout, zeros elsewhere. */
+function denseDirections(shape: ModelShape, level: RevisionLevel, selected: readonly UnitScore[]): Float32Array {
+  const directions = new Float32Array(denseLength(shape, level));
+  for (const s of selected) directions.set(s.direction, unitOffset(shape, level, s.unit));
+  return directions;
+}
+
+/**
+ * The same calibration re-ranked by another criterion (measured after `calibrate`, e.g. by judged generation): the
+ * top-K of the new ranking become the selection and the artifact's directions; `calibration` is merged into the
+ * draft's record of how the artifact was made.
+ */
+export function rerankCalibration(result: CalibrationResult, rankedBy: RankingCriterion, calibration: Record<string, unknown> = {}): CalibrationResult {
+  const d = result.draft;
+  const topK = typeof d.calibration.topK === 'number' ? d.calibration.topK : result.selected.length;
+  const ranking = rankUnits(result.ranking, rankedBy);
+  const selected = selectTopK(ranking, Math.min(topK, ranking.length));
+  return {
+    ...result,
+    ranking,
+    selected,
+    directions: denseDirections(d.model, d.level, selected),
+    draft: { ...d, rankedBy, selection: selectionEntries(selected), calibration: { ...d.calibration, ...calibration } },
+  };
 }
 
 export function formatCalibrationSummary(result: CalibrationResult, artifactSha256?: string, out?: string): string {
@@ -194,8 +234,9 @@ export function formatCalibrationSummary(result: CalibrationResult, artifactSha2
     `  ranked by ${d.rankedBy}; top ${Math.min(result.ranking.length, 8)} of ${result.ranking.length}:`,
     ...result.ranking.slice(0, 8).map((s, i) => {
       const causal = s.causalEffect !== undefined ? `  causal ${s.causalEffect.toFixed(4)}` : '';
+      const generation = s.generation !== undefined ? `  generation score ${s.generation.score.toFixed(2)}` : '';
       const mark = i < result.selected.length ? '*' : ' ';
-      return `   ${mark} ${unitKey(s.unit).padEnd(8)} probe acc ${s.probeAccuracy.toFixed(3)}  separation ${s.separation.toFixed(2)}  sigma ${s.sigma.toPrecision(4)}${causal}`;
+      return `   ${mark} ${unitKey(s.unit).padEnd(8)} probe acc ${s.probeAccuracy.toFixed(3)}  separation ${s.separation.toFixed(2)}  sigma ${s.sigma.toPrecision(4)}${causal}${generation}`;
     }),
     `  selected: ${result.selected.map((s) => unitKey(s.unit)).join(', ')}`,
   ];

@@ -7,3 +7,4 @@ export * from './artifact';
 export * from './calibration';
 export * from './profiles';
 export * from './detector';
+export * from './causal-selection';

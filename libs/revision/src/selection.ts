@@ -70,6 +70,18 @@ export interface UnitScore {
   separation: number;
   /** Change in the behaviour score when this unit alone is revised; set by the causal pass. */
   causalEffect?: number;
+  /** Judged generation with this unit alone revised; set by `selectByGeneration` (causal-selection.ts, issue 12 item 2). */
+  generation?: GenerationEffect;
+}
+
+/** What revising one unit alone did to judged generation on the calibration eval items (fractions). */
+export interface GenerationEffect {
+  /** ASR drop per unit of benign-accuracy loss: (ASR_base - ASR) / max(benignAcc_base - benignAcc, floor). */
+  score: number;
+  /** Image+harmful ASR with the unit revised. */
+  asr: number;
+  benignAccuracy: number;
+  overRefusal: number;
 }
 
 /** Direction, sigma and held-out probe accuracy for one unit. */
@@ -117,17 +129,27 @@ export function holdoutSeparation(direction: ArrayLike<number>, rows: readonly R
   return pooled > 0 ? (mp - mn) / pooled : Math.sign(mp - mn) * Infinity;
 }
 
-export type RankingCriterion = 'probe-accuracy' | 'causal-effect';
+export type RankingCriterion = 'probe-accuracy' | 'causal-effect' | 'generation-effect';
 
 /**
  * Best first. Ties (common on small holdouts, where accuracy takes few values) are broken by the other
- * criterion, then by holdout separation, then by layout order, so a ranking is deterministic.
+ * criterion (probe accuracy for both causal criteria), then by holdout separation, then by layout order, so a
+ * ranking is deterministic. Units without a measured causal or generation score rank below every measured one.
  */
 export function rankUnits(scores: readonly UnitScore[], by: RankingCriterion): UnitScore[] {
   const causal = (s: UnitScore) => s.causalEffect ?? -Infinity;
+  const generation = (s: UnitScore) => s.generation?.score ?? -Infinity;
   const order = (s: UnitScore) => s.unit.layer * 1e6 + (s.unit.head ?? 0);
   const decided = (x: number) => x !== 0 && !Number.isNaN(x);
   return [...scores].sort((a, b) => {
+    if (by === 'generation-effect') {
+      const g = generation(b) - generation(a);
+      if (decided(g)) return g;
+      const p = b.probeAccuracy - a.probeAccuracy;
+      if (decided(p)) return p;
+      const m = b.separation - a.separation;
+      return decided(m) ? m : order(a) - order(b);
+    }
     const primary = by === 'causal-effect' ? causal(b) - causal(a) : b.probeAccuracy - a.probeAccuracy;
     if (decided(primary)) return primary;
     const secondary = by === 'causal-effect' ? b.probeAccuracy - a.probeAccuracy : causal(b) - causal(a);

@@ -23,7 +23,7 @@ const contrast: ContrastSet = {
   strategy: 'multi-response',
   requests: frames.map((_, i) => ({ prompt: `s${i}` })),
   classes,
-  positiveLabel: 'safe',
+  positiveClass: 'safe',
   sampleIndexes: frames.map((_, i) => i),
 };
 

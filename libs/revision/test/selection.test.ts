@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { generationScore } from '../src/causal-selection';
 import { holdoutSeparation, rankUnits, type UnitScore } from '../src/selection';
 
 const score = (layer: number, probeAccuracy: number, separation: number, causalEffect?: number): UnitScore => ({
@@ -31,6 +32,18 @@ describe('rankUnits', () => {
   it('breaks probe-accuracy ties by separation, not by layout order', () => {
     const ranked = rankUnits([score(0, 1, 2), score(1, 1, 5), score(2, 0.9, 50), score(3, 1, 3)], 'probe-accuracy');
     expect(ranked.map((s) => s.unit.layer)).toEqual([1, 3, 0, 2]);
+  });
+
+  it('ranks by the generation score; ties by probe accuracy then separation; unmeasured units last (issue 12 item 2)', () => {
+    const gen = (s: UnitScore, g: number): UnitScore => ({ ...s, generation: { score: g, asr: 0, benignAccuracy: 1, overRefusal: 0 } });
+    const ranked = rankUnits(
+      [gen(score(0, 1, 9), 0), gen(score(1, 0.9, 1), 0), score(2, 1, 50), gen(score(3, 0.5, 0), 42), gen(score(4, 1, 1), 0)],
+      'generation-effect',
+    );
+    expect(ranked.map((s) => s.unit.layer)).toEqual([3, 0, 4, 1, 2]);
+    expect(generationScore(0.5, -0.2)).toBeCloseTo(50, 12);
+    expect(generationScore(0.5, 0.25)).toBeCloseTo(2, 12);
+    expect(generationScore(-0.1, 0.5)).toBeCloseTo(-0.2, 12);
   });
 
   it('keeps the causal effect ahead of separation when ranking causally', () => {

@@ -1,23 +1,32 @@
 /**
  * modctl calibrate --pack <dir> --samples <jsonl> --level layer|head --method mms|pwd
- *                  --strategy multi-instruction|text-response|multi-response --out <artifact>
+ *                  --strategy multi-instruction|text-response|multi-response|image-shift --out <artifact>
  *                  [--top-k K] [--causal] [--causal-alpha A] [--causal-pool P] [--holdout 0.25] [--seed S]
+ *                  [--select probe|generation --eval <eval.jsonl> [--select-alpha 1.5] [--select-limit N] [--select-pool P]]
  *                  [--batch B] [--thread inline|worker] [--force]
  * Builds contrastive tap requests from the samples, reads taps through the runtime, computes directions, sigma and
  * the ranking, writes a revision artifact and prints its summary (with the sha256 a profile must pin).
+ * `--select generation` (issue 12 item 2) ranks the units by judged generation on the calibration eval items
+ * (libs/revision/src/causal-selection.ts): the artifact's ranking and selection then come from it, and both that
+ * ranking and the probe-accuracy one are printed.
  */
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { evalCases, readEvalSet, type EvalCase } from '@libs/evaluation';
 import {
+  applyGenerationSelection,
   buildContrastSet,
   calibrate,
   fileImageReader,
   formatCalibrationSummary,
+  formatGenerationSelection,
   MANIFEST_FILE,
+  rankUnits,
   readSamplesFile,
   SAMPLE_STRATEGIES,
   SampleError,
+  selectByGeneration,
   writeArtifact,
   type DirectionMethod,
   type RevisionLevel,
@@ -30,7 +39,11 @@ export const summary = 'calibrate revision vectors (MMS/PWD, layer/head) from co
 const USAGE = `usage: modctl calibrate --pack <dir> --samples <jsonl> --level layer|head --method mms|pwd
                       --strategy ${SAMPLE_STRATEGIES.join('|')} --out <artifact-dir>
                       [--top-k K] [--causal] [--causal-alpha 15] [--causal-pool 0] [--holdout 0.25] [--seed 0]
+                      [--select probe|generation --eval <eval.jsonl> [--select-alpha 1.5] [--select-limit N] [--select-pool 0]]
                       [--batch 8] [--thread inline|worker] [--force]`;
+
+/** How the artifact's units are chosen: held-out probe accuracy (or `--causal`), or judged generation (issue 12 item 2). */
+type SelectMode = 'probe' | 'generation';
 
 class UsageError extends Error {}
 
@@ -64,6 +77,11 @@ function parse(argv: string[]) {
       'causal-pool': { type: 'string' },
       holdout: { type: 'string' },
       seed: { type: 'string' },
+      select: { type: 'string', default: 'probe' },
+      eval: { type: 'string' },
+      'select-alpha': { type: 'string' },
+      'select-limit': { type: 'string' },
+      'select-pool': { type: 'string' },
       batch: { type: 'string' },
       thread: { type: 'string', default: 'inline' },
       force: { type: 'boolean', default: false },
@@ -73,6 +91,12 @@ function parse(argv: string[]) {
   if (values.help) return null;
   for (const req of ['pack', 'samples', 'out'] as const) if (!values[req]) throw new UsageError(`--${req} is required`);
   const int = (n: number) => Number.isInteger(n) && n >= 0;
+  const select = choice<SelectMode>(values.select, 'select', ['probe', 'generation']);
+  if (select === 'generation' && !values.eval) throw new UsageError("--select generation needs --eval <eval.jsonl> (the calibration split's eval items)");
+  if (select !== 'generation') {
+    for (const flag of ['eval', 'select-alpha', 'select-limit', 'select-pool'] as const)
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} is only used with --select generation`);
+  }
   return {
     pack: resolve(values.pack!),
     samples: resolve(values.samples!),
@@ -86,6 +110,11 @@ function parse(argv: string[]) {
     causalPool: number(values['causal-pool'], 'causal-pool', int),
     holdout: number(values.holdout, 'holdout', (n) => n > 0 && n < 1),
     seed: number(values.seed, 'seed', int),
+    select,
+    evalSet: values.eval ? resolve(values.eval) : undefined,
+    selectAlpha: number(values['select-alpha'], 'select-alpha', Number.isFinite),
+    selectLimit: number(values['select-limit'], 'select-limit', (n) => int(n) && n >= 1),
+    selectPool: number(values['select-pool'], 'select-pool', int),
     batchSize: number(values.batch, 'batch', (n) => int(n) && n >= 1),
     thread: choice<'inline' | 'worker'>(values.thread, 'thread', ['inline', 'worker']),
     force: values.force!,
@@ -109,6 +138,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   let contrast;
+  let cases: EvalCase[] | undefined;
   try {
     const { samples, baseDir } = readSamplesFile(args.samples);
     contrast = buildContrastSet(samples, args.strategy, fileImageReader(baseDir));
@@ -119,9 +149,18 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  if (args.evalSet) {
+    // Read before the model is opened, so a bad eval file fails fast.
+    try {
+      cases = evalCases(readEvalSet(args.evalSet, args.selectLimit), args.evalSet);
+    } catch (err) {
+      console.error(`calibrate: --eval ${args.evalSet}: ${(err as Error).message}`);
+      return 1;
+    }
+  }
   const engine = await openVlmEngine({ packDir: args.pack, thread: args.thread });
   try {
-    const result = await calibrate(engine, contrast, {
+    const calibrated = await calibrate(engine, contrast, {
       level: args.level,
       method: args.method,
       topK: args.topK,
@@ -133,8 +172,20 @@ export async function run(argv: string[]): Promise<number> {
       batchSize: args.batchSize,
       log: (line) => console.error(line),
     });
+    let result = calibrated;
+    let selectionTable: string | undefined;
+    if (args.select === 'generation') {
+      const selection = await selectByGeneration(engine, calibrated.ranking, args.level, cases!, {
+        alpha: args.selectAlpha,
+        pool: args.selectPool,
+        log: (line) => console.error(line),
+      });
+      result = applyGenerationSelection(calibrated, selection, relative(process.cwd(), args.evalSet!));
+      selectionTable = formatGenerationSelection(selection, rankUnits(calibrated.ranking, 'probe-accuracy'));
+    }
     const written = writeArtifact(args.out, result.draft, result.directions);
     console.log(formatCalibrationSummary(result, written.artifactSha256, args.out));
+    if (selectionTable) console.log(selectionTable);
     return 0;
   } finally {
     await engine.close();
