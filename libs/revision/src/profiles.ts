@@ -11,13 +11,15 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { ModelInfo, RevisionFeed } from '@libs/vlm';
 import { ArtifactError, loadArtifact, type ArtifactErrorCode, type LoadedArtifact } from './artifact';
+import { DetectorError, loadDetector } from './detector';
 import { denseLength, unitKey, unitOffset, unitSize, type RevisionLevel, type Unit } from './layout';
 
 export const NO_REVISION = 'none';
 export const PROFILES_ENV = 'REVISION_PROFILES';
 export const DEFAULT_PROFILES_PATH = 'config/profiles.json';
 
-export type RevisionProfileErrorCode = 'profiles_config_invalid' | 'model_not_revisable' | 'unknown_profile' | 'profile_not_allowed' | ArtifactErrorCode;
+export type RevisionProfileErrorCode =
+  'profiles_config_invalid' | 'model_not_revisable' | 'unknown_profile' | 'profile_not_allowed' | 'gate_detector_invalid' | ArtifactErrorCode;
 
 export class RevisionProfileError extends Error {
   readonly name = 'RevisionProfileError';
@@ -48,6 +50,21 @@ const profileSchema = z.strictObject({
     .array(z.tuple([nonNegInt, nonNegInt]))
     .min(1)
     .optional(),
+  /**
+   * Input-adaptive revision (issue 12 item 3): each row's feed is scaled by clamp((z - low) / (high - low)), z the
+   * detector's probe logit read from that row's own unrevised prefill; benign inputs (z <= low) get no revision.
+   */
+  gate: z
+    .strictObject({
+      /** Detector file (`modctl detector fit`), relative to the config file; its model fingerprint is checked. */
+      detector: z.string().min(1),
+      /** sha256 of the detector file: the gate is pinned like the artifact. */
+      detectorSha256: sha256Hex,
+      low: z.number().finite(),
+      high: z.number().finite(),
+    })
+    .refine((g) => g.high > g.low, 'gate.high must be greater than gate.low')
+    .optional(),
   /** Tenants allowed to use the profile; "*" allows every tenant. */
   tenants: z.array(z.string().min(1)).min(1),
   description: z.string().optional(),
@@ -66,6 +83,8 @@ export interface RevisionProfile {
   tenants: readonly string[];
   artifactDir: string | null;
   artifactSha256: string | null;
+  /** The adaptive gate: detector file, its sha256 and the ramp; null for a static revision. */
+  gate: { detector: string; detectorSha256: string; low: number; high: number } | null;
   description?: string;
 }
 
@@ -85,6 +104,7 @@ const NONE_PROFILE: RevisionProfile = {
   tenants: ['*'],
   artifactDir: null,
   artifactSha256: null,
+  gate: null,
   description: 'no revision',
 };
 
@@ -217,6 +237,23 @@ export class RevisionProfiles {
           ? p.layers.map((layer) => ({ layer }))
           : m.selection.map((s) => (s.head === undefined ? { layer: s.layer } : { layer: s.layer, head: s.head }));
       const feed = buildFeed(artifact, units, p.alpha, p.positions);
+      let gate: RevisionProfile['gate'] = null;
+      if (p.gate) {
+        const detectorPath = resolve(baseDir, p.gate.detector);
+        try {
+          const detector = loadDetector(detectorPath, model);
+          if (detector.sha256 !== p.gate.detectorSha256)
+            throw new RevisionProfileError(
+              'gate_detector_invalid',
+              `${where}: detector ${detectorPath} has sha256 ${detector.sha256}, the profile pins ${p.gate.detectorSha256}`,
+            );
+          feed.gate = { probe: detector.probe, low: p.gate.low, high: p.gate.high };
+        } catch (err) {
+          if (err instanceof DetectorError) throw new RevisionProfileError('gate_detector_invalid', `${where}: ${err.message}`);
+          throw err;
+        }
+        gate = { detector: detectorPath, detectorSha256: p.gate.detectorSha256, low: p.gate.low, high: p.gate.high };
+      }
       map.set(p.name, {
         profile: {
           name: p.name,
@@ -227,6 +264,7 @@ export class RevisionProfiles {
           tenants: p.tenants,
           artifactDir: dir,
           artifactSha256: artifact.artifactSha256,
+          gate,
           description: p.description,
         },
         feed,
@@ -262,6 +300,8 @@ export class RevisionProfiles {
       positions: entry.feed.positions,
       ...(entry.feed.layer ? { layer: entry.feed.layer.slice() } : {}),
       ...(entry.feed.head ? { head: entry.feed.head.slice() } : {}),
+      // The probe is read-only: shared, not copied.
+      ...(entry.feed.gate ? { gate: { ...entry.feed.gate } } : {}),
     };
     return { feed, profile: entry.profile, artifactSha256: entry.profile.artifactSha256 };
   }
