@@ -154,7 +154,14 @@ describe('intake API', () => {
     const b = await api.post('/v1/jobs', { prompt: 'And this?', image: `data:image/png;base64,${png.toString('base64')}` });
     expect(b.status).toBe(202);
     const verdict = (await api.get(a.body.poll_url)).body;
-    expect(verdict).toMatchObject({ id: a.body.id, status: 'queued', image_sha256: sha256Hex(png), metadata: { line: 'A' }, profile: 'none', policy: 'both' });
+    expect(verdict).toMatchObject({
+      id: a.body.id,
+      status: 'queued',
+      image_sha256: sha256Hex(png),
+      metadata: { line: 'A' },
+      profile: 'none',
+      policy: 'answer',
+    });
     expect(countFiles(p.blobDir)).toBe(1);
     expect(await queuedJobs(prefix(), ['generate'])).toBe(2);
   });

@@ -61,6 +61,7 @@ export class AlignProcessor extends StageWorkerHost {
     annotateActiveSpan({ [ATTR.model]: this.engine.info().name, [ATTR.prefillBatch]: 1, [ATTR.decodeBatch]: out.maxDecodeBatch });
     await finishVerdict(this.verdicts, job.data.id, (v) => ({
       decision: out.safe ? 'aligned' : 'blocked',
+      // The adapter already shows the refusal when blocked; the port does not promise it, so the verdict enforces it.
       final_answer: out.safe ? out.answer : this.config.blockedAnswer,
       scores: { ...(v.scores ?? { image_risk: null, answer_safety: null }), aligned_answer_safety: out.answerSafety },
       aligner: { n: out.n, chosen: out.chosen, candidates_scored: out.candidatesScored },

@@ -1,5 +1,6 @@
 import {
   alignerConfigFromEnv as safetyAlignerConfigFromEnv,
+  BLOCKED_ANSWER,
   evaluatorConfigFromEnv,
   type AlignerConfig as BestOfNConfig,
   type EvaluatorConfig,
@@ -15,7 +16,8 @@ import type { SchedulerOptions } from '@libs/vlm';
  */
 export const ALIGNER_ENV = { blockedAnswer: 'ALIGNER_BLOCKED_ANSWER' } as const;
 
-export const DEFAULT_BLOCKED_ANSWER = "I can't help with that. If you have a question about operating this equipment safely, please ask it.";
+/** libs/safety's fixed safe refusal (BLOCKED_ANSWER), unless ALIGNER_BLOCKED_ANSWER says otherwise. */
+export const DEFAULT_BLOCKED_ANSWER = BLOCKED_ANSWER;
 
 export interface AlignerConfig {
   packDir: string;
@@ -35,6 +37,7 @@ export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
 
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
   const execution = executionFromEnv(env);
+  const blockedAnswer = readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? DEFAULT_BLOCKED_ANSWER;
   return {
     packDir: readSetting<string>(env, VLM_ENV.packDir) ?? DEFAULT_VLM_PACK_DIR,
     executionProviders: execution.executionProviders!,
@@ -42,7 +45,7 @@ export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Alig
     intraOpNumThreads: execution.intraOpNumThreads,
     scheduler: schedulerFromEnv(env),
     evaluator: evaluatorConfigFromEnv(env),
-    bestOfN: safetyAlignerConfigFromEnv(env),
-    blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? DEFAULT_BLOCKED_ANSWER,
+    bestOfN: { ...safetyAlignerConfigFromEnv(env), blockedAnswer },
+    blockedAnswer,
   };
 }

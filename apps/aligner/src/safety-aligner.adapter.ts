@@ -20,12 +20,13 @@ export async function openSafetyAligner(engine: VlmEngine, config: AlignerConfig
     async align({ prompt, image, revision, seed }): Promise<AlignedAnswer> {
       const out = await aligner.align({ prompt, image, revision, seed });
       return {
-        answer: out.answer,
+        answer: out.finalAnswer,
         n: out.n,
         chosen: out.chosen,
         candidatesScored: out.candidatesScored,
         answerSafety: out.final.answer_safety,
         safe: out.final.passed,
+        categories: out.final.categories,
         maxDecodeBatch: out.stats.maxBatch,
       };
     },

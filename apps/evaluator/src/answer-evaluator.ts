@@ -7,6 +7,9 @@ export interface AnswerEvaluation {
   thresholds: { image_risk: number; answer_safety: number };
   /** Whether the job goes to the aligner, under the job's policy. */
   flagged: boolean;
+  /** Harm categories of the answer (empty without a category head). */
+  categories: Record<string, boolean>;
+  category_scores: Record<string, number>;
 }
 
 /** What the evaluator role needs from the safety methods: ETA's pre- and post-generation scores. */

@@ -31,6 +31,8 @@ export class EvaluateProcessor extends StageWorkerHost {
       flagged: result.flagged,
       scores: result.scores,
       thresholds: result.thresholds,
+      categories: result.categories,
+      category_scores: result.category_scores,
       policy_version: described.policyVersion,
       original_answer: v.original_answer ?? job.data.answer ?? null,
       // Evaluate-only jobs never met the VLM: the verdict names the models that judged them.

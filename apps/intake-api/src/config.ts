@@ -1,7 +1,7 @@
 import { ProfileCatalog } from '@libs/revision';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { limitsFromEnv, type Limits, type Policy } from '@libs/contracts';
+import { DEFAULT_POLICY, limitsFromEnv, type Limits, type Policy } from '@libs/contracts';
 import { tenantLimitsFromEnv, type TenantLimitsCatalog } from '@libs/queue';
 import { readSetting } from '@libs/settings';
 
@@ -94,7 +94,7 @@ export function intakeConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Intak
     host: readSetting<string>(env, INTAKE_ENV.host) ?? '0.0.0.0',
     limits: limitsFromEnv(env),
     ...loadKeys(env),
-    policy: readSetting<Policy>(env, INTAKE_ENV.policy) ?? 'both',
+    policy: readSetting<Policy>(env, INTAKE_ENV.policy) ?? DEFAULT_POLICY,
     profiles: ProfileCatalog.fromEnv(env),
     decodeCheck: readSetting<boolean>(env, INTAKE_ENV.decodeCheck) ?? true,
     metricsAuth: readSetting<MetricsAuth>(env, INTAKE_ENV.metricsAuth) ?? 'public',

@@ -4,6 +4,14 @@ export const POLICIES = ['both', 'either', 'answer'] as const;
 export const PolicySchema = z.enum(POLICIES);
 export type Policy = z.infer<typeof PolicySchema>;
 
+/**
+ * The policy intake stamps on a job unless ETA_POLICY says otherwise. Not the reference's 'both': on FactorySafe's
+ * calibration split 'both' lets every harmful request about a harmless-looking photo through (the image score
+ * is low, so nothing is aligned), while 'answer' aligns whatever the answer's score flags at no over-refusal cost
+ * (docs/benchmarks/factorysafe.md, "Policy selection on calibration"; issue 12 item 7).
+ */
+export const DEFAULT_POLICY: Policy = 'answer';
+
 /** Moderation ids double as BullMQ job ids: no ':' and never all digits (BullMQ rejects both). */
 export const ModerationIdSchema = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{3,80}$/, 'ids start with a letter and use [A-Za-z0-9_-]');
 

@@ -36,6 +36,21 @@ export const ScoresSchema = z
   .describe('Evaluator scores');
 export type Scores = z.infer<typeof ScoresSchema>;
 
+/**
+ * The FactorySafe harm taxonomy of the reward pack's category head (models/factory-guard config.json
+ * `category_labels`); docs/safety-methods.md, "Categories". Packs without a category head report none.
+ */
+export const HARM_CATEGORIES = ['safeguard_defeat', 'lockout_tampering', 'estop_alarm_disabling', 'other_protection_bypass'] as const;
+
+export const CategoriesSchema = z
+  .record(z.string(), z.boolean().describe('Whether the answer carries content of this harm category'))
+  .describe(
+    'Harm categories of the evaluated answer, by label (FactorySafe: safeguard_defeat, lockout_tampering, estop_alarm_disabling, other_protection_bypass); a flagged category flags the answer',
+  );
+export const CategoryScoresSchema = z
+  .record(z.string(), z.number().min(0).max(1).describe('Score in [0, 1] (sigmoid of the category logit)'))
+  .describe('Score per harm category, compared with a per-category threshold fitted on calibration');
+
 export const ThresholdsSchema = z
   .object({
     image_risk: z.number().describe('image_risk above this is risky'),
@@ -58,6 +73,8 @@ export const VerdictSchema = z
     flagged: z.boolean().nullable().describe('Whether the evaluator flagged the job under the policy; null until evaluated'),
     scores: ScoresSchema.nullable().describe('Evaluator scores; null until evaluated'),
     thresholds: ThresholdsSchema.nullable().describe('Thresholds the scores were compared with; null until evaluated'),
+    categories: CategoriesSchema.nullable().describe('Harm categories of the evaluated answer (the original one); null until evaluated'),
+    category_scores: CategoryScoresSchema.nullable().describe('Score per harm category of the evaluated answer; null until evaluated'),
     policy: PolicySchema.describe('ETA policy: both (align when the image looks risky and the answer is flagged), either, or answer'),
     policy_version: z.string().nullable().describe('Version of the evaluator policy and thresholds; null until evaluated'),
     prompt: z.string().describe('The prompt as submitted'),
@@ -115,6 +132,8 @@ export function queuedVerdict(fields: QueuedVerdictFields, createdAt = new Date(
     flagged: null,
     scores: null,
     thresholds: null,
+    categories: null,
+    category_scores: null,
     policy_version: null,
     final_answer: null,
     revision: null,

@@ -45,6 +45,8 @@ describe('contracts', () => {
       flagged: true,
       scores: { image_risk: 0.2, answer_safety: -1, aligned_answer_safety: 0.4 },
       thresholds: { image_risk: 0.16, answer_safety: 0.06 },
+      categories: { safeguard_defeat: true, lockout_tampering: false },
+      category_scores: { safeguard_defeat: 0.99, lockout_tampering: 0.01 },
       policy: 'both',
       policy_version: 'eta-x',
       prompt: 'p',

@@ -5,11 +5,13 @@
  *     reward(prefix + text so far + candidate_j) + (clipWeight / i) * cos(CLIP(image), CLIP(candidate_j))
  * and the reward alone for the first sentence, when any candidate ended with eos, and for text-only jobs
  * (reference: accept_check / accept_check_textonly). The argmax is accepted and its cache kept, until eos or the
- * token budget. The final answer is evaluated again: `aligned` if it passes the post-generation check, else `blocked`.
+ * token budget. The final answer is evaluated again, as it is and without the prefix (EtaEvaluator.scoreAnswers:
+ * the lower reward counts, and any flagged harm category fails it): `aligned` if it passes, else `blocked`, and a
+ * blocked result shows the fixed `blockedAnswer` instead of its text.
  */
 import { cosine, type AlignmentStats, type Candidate, type ClipEmbedder, type ConversationEngine, type RevisionFeed } from '@libs/vlm';
 import { resolveAlignerConfig, type AlignerConfig } from './config';
-import type { EtaEvaluator } from './eta-evaluator';
+import type { AnswerCategories, EtaEvaluator } from './eta-evaluator';
 
 export interface AlignRequest {
   prompt: string;
@@ -40,7 +42,10 @@ export interface SentenceStep {
 
 export interface AlignResult {
   decision: 'aligned' | 'blocked';
+  /** The text the best-of-N search produced (also when blocked: kept for audit, never shown). */
   answer: string;
+  /** What to show: `answer` when aligned, the configured blockedAnswer when blocked. */
+  finalAnswer: string;
   n: number;
   /** Accepted sentences, in order. */
   sentences: string[];
@@ -50,8 +55,11 @@ export interface AlignResult {
   /** Score of every candidate, per sentence. */
   scores: number[][];
   steps: SentenceStep[];
-  /** Post-generation reward of the final answer and the threshold it was held to. */
-  final: { answer_safety: number; tau_post: number; passed: boolean };
+  /**
+   * The final check: reward of the answer (the lower of with and without the prefix), the threshold it was held to,
+   * its harm categories, and whether it passed (reward above tau_post and no category flagged).
+   */
+  final: { answer_safety: number; tau_post: number; passed: boolean } & AnswerCategories;
   finishReason: 'eos' | 'length';
   stats: AlignmentStats;
 }
@@ -128,18 +136,25 @@ export class BestOfNAligner {
       }
       const answer = await engine.text(handle);
       const stats = await engine.stats(handle);
-      const [reward] = await evaluator.rewards([answer]);
-      const passed = reward > evaluator.config.tauPost;
+      const [check] = await evaluator.scoreAnswers([answer], c.prefix);
+      const passed = check.answer_safety > evaluator.config.tauPost && !check.categoryFlagged;
       return {
         decision: passed ? 'aligned' : 'blocked',
         answer,
+        finalAnswer: passed ? answer : c.blockedAnswer,
         n: c.n,
         sentences: steps.map((s) => s.candidates[s.chosen].text),
         chosen: steps.map((s) => s.chosen),
         candidatesScored: steps.reduce((a, s) => a + s.candidates.length, 0),
         scores: steps.map((s) => s.candidates.map((k) => k.score)),
         steps,
-        final: { answer_safety: reward, tau_post: evaluator.config.tauPost, passed },
+        final: {
+          answer_safety: check.answer_safety,
+          tau_post: evaluator.config.tauPost,
+          passed,
+          categories: check.categories,
+          category_scores: check.category_scores,
+        },
         finishReason,
         stats,
       };

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_POLICY } from '@libs/contracts';
 import { readSetting } from '@libs/settings';
 
 /** `--safety_prompt` default of eta_safetybench.py: the text the image is compared with (pre-generation). */
@@ -35,25 +36,46 @@ export const ETA_PREFIX = 'As an AI assistant';
 export type EtaPolicy = 'both' | 'either' | 'answer';
 export const ETA_POLICIES: readonly EtaPolicy[] = ['both', 'either', 'answer'];
 
+/**
+ * The answer a `blocked` verdict shows instead of the aligned one, which the final check still judged unsafe
+ * (issue 12 item 5: a blocked answer is replaced by a fixed safe refusal; the aligned text is never shown).
+ */
+export const BLOCKED_ANSWER = "I can't help with that. If you have a question about operating this equipment safely, please ask it.";
+
+/** A harm category is flagged when its sigmoid score reaches this, unless the thresholds file fits another. */
+export const DEFAULT_CATEGORY_THRESHOLD = 0.5;
+
 export interface EtaConfig {
   unsafeImageText: string;
   /** Image flagged when max(cos, 0) >= tauPre. Reference 0.16 (CLIP ViT-L/14-336 cosine). */
   tauPre: number;
   /** Answer flagged when reward <= tauPost. Reference 0.06 (ArmoRM-Llama3-8B score). */
   tauPost: number;
+  /** @defaultValue DEFAULT_POLICY ('answer'; the reference's is ETA_REFERENCE_POLICY, 'both') */
   policy: EtaPolicy;
   rmPrompt: string;
   /** Classifier label holding the scalar reward; the first label when absent. */
   rewardLabel: string;
+  /**
+   * Per harm category (the reward pack's other labels, config.json `category_labels`): flagged when
+   * sigmoid(logit) >= the threshold. A flagged category flags the answer whatever its reward.
+   * @defaultValue {} (every category at DEFAULT_CATEGORY_THRESHOLD)
+   */
+  categoryThresholds: Readonly<Record<string, number>>;
 }
+
+/** The reference's policy (eta_safetybench.py aligns when both evaluators flag); not the product default. */
+export const ETA_REFERENCE_POLICY: EtaPolicy = 'both';
 
 export const ETA_DEFAULTS: Readonly<EtaConfig> = Object.freeze({
   unsafeImageText: ETA_UNSAFE_IMAGE_TEXT,
   tauPre: 0.16,
   tauPost: 0.06,
-  policy: 'both',
+  // The product's default (libs/contracts DEFAULT_POLICY, chosen on calibration), not the reference's.
+  policy: DEFAULT_POLICY,
   rmPrompt: ETA_RM_PROMPT_POST,
   rewardLabel: 'reward',
+  categoryThresholds: {},
 });
 
 export interface AlignerConfig {
@@ -76,6 +98,11 @@ export interface AlignerConfig {
   rmPrompt: string;
   /** Seed of sentence i's sampling is seed + i (reference seed 1). */
   seed: number;
+  /**
+   * What a blocked alignment shows instead of its answer.
+   * @defaultValue BLOCKED_ANSWER
+   */
+  blockedAnswer: string;
 }
 
 export const ALIGNER_DEFAULTS: Readonly<AlignerConfig> = Object.freeze({
@@ -89,6 +116,7 @@ export const ALIGNER_DEFAULTS: Readonly<AlignerConfig> = Object.freeze({
   clipWeight: 1,
   rmPrompt: ETA_RM_PROMPT_BEST_OF_N,
   seed: 1,
+  blockedAnswer: BLOCKED_ANSWER,
 });
 
 export class SafetyConfigError extends Error {
@@ -107,6 +135,10 @@ export function resolveEtaConfig(over: Partial<EtaConfig> = {}): EtaConfig {
   check(ETA_POLICIES.includes(c.policy), `policy must be one of ${ETA_POLICIES.map((p) => `"${p}"`).join(', ')}, got ${JSON.stringify(c.policy)}`);
   check(typeof c.unsafeImageText === 'string' && c.unsafeImageText.length > 0, 'unsafeImageText must be non-empty');
   check(typeof c.rmPrompt === 'string' && c.rmPrompt.length > 0, 'rmPrompt must be non-empty');
+  check(
+    typeof c.categoryThresholds === 'object' && c.categoryThresholds !== null && Object.values(c.categoryThresholds).every((t) => Number.isFinite(t)),
+    'categoryThresholds must map category labels to numbers',
+  );
   return c;
 }
 
@@ -120,6 +152,7 @@ export function resolveAlignerConfig(over: Partial<AlignerConfig> = {}): Aligner
   check(Number.isFinite(c.clipWeight), 'clipWeight must be a number');
   check(Array.isArray(c.sentenceEnds) && c.sentenceEnds.length > 0, 'sentenceEnds must list at least one string');
   check(Number.isInteger(c.seed), 'seed must be an integer');
+  check(typeof c.blockedAnswer === 'string' && c.blockedAnswer.trim().length > 0, 'blockedAnswer must be non-empty');
   return c;
 }
 
@@ -134,6 +167,8 @@ export const DEFAULT_ETA_CONFIG_PATH = 'config/eta.json';
 export interface EtaThresholdsFile {
   tauPre: number;
   tauPost: number;
+  /** Per harm category of the reward pack, fitted on calibration (`modctl eta-calibrate`). */
+  categoryThresholds?: Record<string, number>;
   clipPack?: string;
   rewardPack?: string;
   fittedOn?: string;
@@ -159,6 +194,7 @@ export function etaConfigFromEnv(env: NodeJS.ProcessEnv = process.env, cwd = pro
     tauPre: readSetting<number>(env, 'ETA_TAU_PRE') ?? file?.tauPre,
     tauPost: readSetting<number>(env, 'ETA_TAU_POST') ?? file?.tauPost,
     policy: readSetting<EtaPolicy>(env, 'ETA_POLICY'),
+    categoryThresholds: file?.categoryThresholds,
     unsafeImageText: readSetting<string>(env, 'ETA_UNSAFE_IMAGE_TEXT'),
   });
 }

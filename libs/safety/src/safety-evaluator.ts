@@ -10,7 +10,7 @@ import { EXECUTION_ENV, executionFromEnv, openClassifier, openClip, type ClipEmb
 import { readSetting } from '@libs/settings';
 import { coalescedClassifier, coalescedClip } from './call-coalescer';
 import { etaConfigFromEnv, type EtaConfig, type EtaPolicy } from './config';
-import { EtaEvaluator, etaDecision } from './eta-evaluator';
+import { EtaEvaluator, etaDecision, type AnswerCategories } from './eta-evaluator';
 
 /** Env variables of the evaluator packs (the evaluator and aligner roles read the same). */
 export const EVALUATOR_ENV = {
@@ -43,7 +43,7 @@ export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ev
   };
 }
 
-export interface SafetyEvaluation {
+export interface SafetyEvaluation extends AnswerCategories {
   scores: { image_risk: number | null; answer_safety: number | null };
   thresholds: { image_risk: number; answer_safety: number };
   /** Whether the job goes to the aligner, under the job's policy. */
@@ -91,7 +91,16 @@ export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<Safe
   const fingerprint = createHash('sha256').update(clipId.fingerprint).update(rewardId.fingerprint).digest('hex');
   // Verdicts name the exact scoring setup: models, thresholds, texts. Any change gives another policy_version.
   const policyVersion = `eta-${createHash('sha256')
-    .update(JSON.stringify({ fingerprint, tauPre: eta.config.tauPre, tauPost: eta.config.tauPost, text: eta.config.unsafeImageText, rm: eta.config.rmPrompt }))
+    .update(
+      JSON.stringify({
+        fingerprint,
+        tauPre: eta.config.tauPre,
+        tauPost: eta.config.tauPost,
+        text: eta.config.unsafeImageText,
+        rm: eta.config.rmPrompt,
+        categories: eta.config.categoryThresholds,
+      }),
+    )
     .digest('hex')
     .slice(0, 12)}`;
   new Logger('EtaEvaluator').log(
@@ -103,9 +112,12 @@ export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<Safe
     async evaluate({ image, answer, policy }): Promise<SafetyEvaluation> {
       const r = await eta.evaluate({ image, answer });
       // The job's policy (fixed at intake) decides, not the process default, so a rollout never re-judges queued jobs.
-      const decision = etaDecision(r.scores.image_risk, r.scores.answer_safety, { ...eta.config, policy });
+      const categoryFlagged = Object.values(r.categories).some(Boolean);
+      const decision = etaDecision(r.scores.image_risk, r.scores.answer_safety, { ...eta.config, policy }, categoryFlagged);
       return {
         scores: r.scores,
+        categories: r.categories,
+        category_scores: r.category_scores,
         thresholds: { image_risk: r.thresholds.tau_pre, answer_safety: r.thresholds.tau_post },
         flagged: decision.flagged,
       };

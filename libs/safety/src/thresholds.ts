@@ -54,18 +54,43 @@ export function balancedThreshold(flag: readonly number[], pass: readonly number
 export interface FittedEtaThresholds {
   tauPre: number;
   tauPost: number;
-  balancedAccuracy: { pre: number; post: number };
+  /** Per harm category of the reward pack with positives in the calibration answers. */
+  categoryThresholds: Record<string, number>;
+  balancedAccuracy: { pre: number; post: number; categories: Record<string, number> };
+}
+
+/** A labelled calibration answer: unsafe or not, and the harm categories its content belongs to (empty when safe). */
+export interface CalibrationAnswer {
+  text: string;
+  unsafe: boolean;
+  categories?: readonly string[];
 }
 
 /**
- * tau_post from labelled answers (reward in the safety-specific format; unsafe answers should be flagged) and
- * tau_pre from labelled images (CLIP risk; risky scenes should be flagged), each at its best balanced accuracy.
+ * tau_post from labelled answers (reward in the safety-specific format, scored as the product scores answers:
+ * EtaEvaluator.scoreAnswers; unsafe answers should be flagged), tau_pre from labelled images (CLIP risk; risky
+ * scenes should be flagged), and one threshold per harm category (the category's sigmoid score; answers of that
+ * category should be flagged, every other answer not), each at its best balanced accuracy.
  */
 export async function fitEtaThresholds(
-  evaluator: Pick<EtaEvaluator, 'rewards' | 'imageRisks'>,
-  data: { answers: { text: string; unsafe: boolean }[]; images: { image: Uint8Array; risky: boolean }[] },
+  evaluator: Pick<EtaEvaluator, 'scoreAnswers' | 'imageRisks' | 'categoryLabels'>,
+  data: { answers: CalibrationAnswer[]; images: { image: Uint8Array; risky: boolean }[] },
 ): Promise<FittedEtaThresholds> {
-  const rewards = await evaluator.rewards(data.answers.map((a) => a.text));
+  const scored = await evaluator.scoreAnswers(data.answers.map((a) => a.text));
+  const rewards = scored.map((s) => s.answer_safety);
+  const categoryThresholds: Record<string, number> = {};
+  const categoryAccuracy: Record<string, number> = {};
+  for (const label of evaluator.categoryLabels()) {
+    const member = data.answers.map((a) => a.categories?.includes(label) ?? false);
+    if (!member.some(Boolean)) continue; // no answer of this category: its default threshold stays
+    const fit = balancedThreshold(
+      scored.filter((_, i) => member[i]).map((s) => s.category_scores[label]),
+      scored.filter((_, i) => !member[i]).map((s) => s.category_scores[label]),
+      true,
+    );
+    categoryThresholds[label] = fit.tau;
+    categoryAccuracy[label] = fit.balancedAccuracy;
+  }
   const risks = await evaluator.imageRisks(data.images.map((i) => i.image));
   const post = balancedThreshold(
     rewards.filter((_, i) => data.answers[i].unsafe),
@@ -77,5 +102,10 @@ export async function fitEtaThresholds(
     risks.filter((_, i) => !data.images[i].risky),
     true,
   );
-  return { tauPre: pre.tau, tauPost: post.tau, balancedAccuracy: { pre: pre.balancedAccuracy, post: post.balancedAccuracy } };
+  return {
+    tauPre: pre.tau,
+    tauPost: post.tau,
+    categoryThresholds,
+    balancedAccuracy: { pre: pre.balancedAccuracy, post: post.balancedAccuracy, categories: categoryAccuracy },
+  };
 }

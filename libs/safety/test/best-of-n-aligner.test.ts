@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ETA_PREFIX, ETA_RM_PROMPT_BEST_OF_N } from '../src/config';
+import { BLOCKED_ANSWER, ETA_PREFIX, ETA_RM_PROMPT_BEST_OF_N, ETA_RM_PROMPT_POST } from '../src/config';
 import { BestOfNAligner, chooseCandidate } from '../src/best-of-n-aligner';
 import { EtaEvaluator } from '../src/eta-evaluator';
 import { cand, fakeClip, fakeConversation, fakeReward } from './fakes';
@@ -73,8 +73,36 @@ describe('BestOfNAligner', () => {
     const { clip, aligner } = setup(script, () => -1);
     const r = await aligner.align({ prompt: 'How?' });
     expect(r.decision).toBe('blocked');
-    expect(r.final).toEqual({ answer_safety: -1, tau_post: 0.06, passed: false });
+    expect(r.final).toEqual({ answer_safety: -1, tau_post: 0.06, passed: false, categories: {}, category_scores: {} });
     expect(clip.textCalls).toEqual([]);
+    // issue 12 item 5: a blocked answer is never shown; the fixed refusal is, the text is kept for audit.
+    expect(r.answer).toBe('As an AI assistant Cut it.');
+    expect(r.finalAnswer).toBe(BLOCKED_ANSWER);
+  });
+
+  it('re-scores the final answer without the shallow prefix: the prefix cannot buy `aligned` (issue 12 item 5)', async () => {
+    // A reward pack fooled by the prefix, as factory-guard was: anything after "As an AI assistant" scores safe.
+    const fooled = (a: string) => (a.startsWith(ETA_PREFIX) ? 2 : a.toLowerCase().includes('tape over') ? -3 : 1);
+    const script = [[cand(', tape over the receiver.', true), cand(', tape over the receiver.', true), cand(', tape over it.', true)]];
+    const { reward, aligner } = setup(script, fooled);
+    const r = await aligner.align({ prompt: 'How do I defeat the light curtain?' });
+    expect(r.answer).toBe('As an AI assistant, tape over the receiver.');
+    // The last call scores the answer as it is and without the prefix, under the post-generation instruction.
+    const finalCall = reward.seen.slice(-2);
+    expect(finalCall.map((c) => c[0].content)).toEqual([ETA_RM_PROMPT_POST, ETA_RM_PROMPT_POST]);
+    expect(finalCall.map((c) => c[1].content)).toEqual(['As an AI assistant, tape over the receiver.', 'Tape over the receiver.']);
+    expect(r.final.answer_safety).toBe(-3);
+    expect(r.decision).toBe('blocked');
+    expect(r.finalAnswer).toBe(BLOCKED_ANSWER);
+  });
+
+  it('an aligned answer is shown as it is', async () => {
+    const script = [[cand(', I cannot help with that.', true), cand(', no.', true), cand(', sure.', true)]];
+    const { aligner } = setup(script, (a) => (a.includes('cannot') ? 1 : 0));
+    const r = await aligner.align({ prompt: 'How?' });
+    expect(r.decision).toBe('aligned');
+    expect(r.finalAnswer).toBe(r.answer);
+    expect(r.answer).toBe('As an AI assistant, I cannot help with that.');
   });
 
   it('stops at the token budget and releases the conversation on errors', async () => {

@@ -7,7 +7,7 @@ import { quantile, quantileOf, transferThreshold } from '../src/thresholds';
 
 describe('safety configuration', () => {
   it('defaults follow the reference code', () => {
-    expect(ETA_DEFAULTS).toMatchObject({ tauPre: 0.16, tauPost: 0.06, policy: 'both' });
+    expect(ETA_DEFAULTS).toMatchObject({ tauPre: 0.16, tauPost: 0.06, policy: 'answer' });
     expect(ETA_DEFAULTS.unsafeImageText).toBe('The image contains unsafe/porn/violent/politic/physical harmful/illegal/privacy contents.');
     expect(ALIGNER_DEFAULTS).toMatchObject({
       prefix: 'As an AI assistant',

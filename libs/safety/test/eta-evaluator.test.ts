@@ -20,6 +20,11 @@ describe('etaDecision', () => {
     expect(etaDecision(0.0, 0.06, { ...cfg, policy: 'answer' })).toMatchObject({ flagged: true, imageFlagged: false, answerFlagged: true });
     expect(etaDecision(0.9, 0.07, { ...cfg, policy: 'answer' })).toMatchObject({ flagged: false, imageFlagged: true, answerFlagged: false });
   });
+  it('a flagged harm category flags the answer whatever its reward (issue 12 item 6)', () => {
+    expect(etaDecision(0.0, 5, { ...cfg, policy: 'answer' }, true)).toMatchObject({ flagged: true, answerFlagged: true });
+    expect(etaDecision(null, 5, { ...cfg, policy: 'both' }, true)).toMatchObject({ flagged: true });
+    expect(etaDecision(0.0, 5, { ...cfg, policy: 'answer' }, false)).toMatchObject({ flagged: false });
+  });
   it('text-only jobs decide on the reward alone', () => {
     expect(etaDecision(null, 0.0, { ...cfg, policy: 'both' })).toMatchObject({ flagged: true, imageFlagged: null });
     expect(etaDecision(null, 0.5, { ...cfg, policy: 'either' })).toMatchObject({ flagged: false });
@@ -60,6 +65,19 @@ describe('EtaEvaluator', () => {
     expect(r.scores.image_risk).toBeCloseTo(1, 6);
     expect(r).toMatchObject({ flagged: true, imageFlagged: true, answerFlagged: true, thresholds: { tau_pre: 0.99, tau_post: 2 }, policy: 'either' });
     expect(custom.textCalls).toEqual([['a hazard']]);
+  });
+});
+
+describe('EtaEvaluator.scoreAnswers', () => {
+  it('a supplied answer cannot buy a pass with the shallow prefix: the lower reward counts (issue 12 item 5)', async () => {
+    const reward = fakeReward((a) => (a.startsWith('As an AI assistant') ? 3 : a.includes('Tape') ? -2 : 1));
+    const eta = new EtaEvaluator({ clip: fakeClip({}, {}), reward }, { policy: 'answer' });
+    const [prefixed, plain] = await eta.evaluateBatch([{ answer: 'As an AI assistant, tape over the receiver.' }, { answer: 'The guard is open.' }]);
+    expect(prefixed.scores.answer_safety).toBe(-2);
+    expect(prefixed.flagged).toBe(true);
+    expect(plain).toMatchObject({ flagged: false, scores: { answer_safety: 1 }, categories: {}, category_scores: {} });
+    // One batched call: both answers, then the prefixed one without its prefix.
+    expect(reward.seen.map((c) => c[1].content)).toEqual(['As an AI assistant, tape over the receiver.', 'The guard is open.', 'Tape over the receiver.']);
   });
 });
 

@@ -279,8 +279,8 @@ export const SETTINGS: readonly Setting[] = [
   s({
     name: 'ETA_POLICY',
     schema: z.enum(['both', 'either', 'answer']),
-    default: 'both',
-    description: 'when an answer is aligned',
+    default: 'answer',
+    description: "when an answer is aligned (the reference's is both; see DEFAULT_POLICY in libs/contracts)",
     roles: ['intake-api', 'evaluator', 'aligner'],
   }),
   s({ name: 'ETA_TAU_PRE', schema: finiteNumber(), defaultNote: 'ETA_CONFIG, else 0.16', description: 'image threshold', roles: ['evaluator', 'aligner'] }),

@@ -69,7 +69,7 @@ describe('the settings table', () => {
   it('resolves values and their source; empty counts as unset', () => {
     const loaded = loadSettings('evaluator', { WORKER_CONCURRENCY: '4', ETA_POLICY: '', EXECUTION_PROVIDERS: 'cuda, cpu' });
     expect(loaded.get('WORKER_CONCURRENCY')).toBe(4);
-    expect(loaded.get('ETA_POLICY')).toBe('both');
+    expect(loaded.get('ETA_POLICY')).toBe('answer');
     expect(loaded.get('EXECUTION_PROVIDERS')).toEqual(['cuda', 'cpu']);
     expect(loaded.settings.find((s) => s.name === 'WORKER_CONCURRENCY')?.source).toBe('env');
     expect(loaded.settings.find((s) => s.name === 'ETA_POLICY')?.source).toBe('default');

@@ -1,6 +1,7 @@
 /**
- * `npm run demo`: every role against REDIS_URL (a private redis-server when nothing answers and one is on the
- * PATH), the shipped sample batch posted through the HTTP API as multipart, polled, and printed as a table.
+ * `npm run demo [-- --json] [-- --verbose] [samples-dir]`: every role against REDIS_URL (a private redis-server when
+ * nothing answers and one is on the PATH), the shipped sample batch posted through the HTTP API as multipart, polled,
+ * and printed as a table, or with --json as the full verdicts (a JSON array on stdout; progress goes to stderr).
  * The roles run in this process as separate Nest apps; the VLM engines run on worker threads.
  *
  * modctl is the operator CLI that composes roles: this command is the one place in apps/ that imports other apps,
@@ -89,10 +90,14 @@ export function verdictTable(verdicts: Verdict[]): string {
     v.flagged === null ? '-' : String(v.flagged),
     fmt(v.scores?.image_risk),
     fmt(v.scores?.answer_safety),
+    Object.entries(v.categories ?? {})
+      .filter(([, on]) => on)
+      .map(([c]) => c)
+      .join(',') || '-',
     excerpt(v.final_answer, 64),
     String(v.timings.total_ms ?? '-'),
   ]);
-  const head = ['id', 'expect', 'prompt', 'answer', 'decision', 'flagged', 'image_risk', 'answer_safety', 'answer shown', 'ms'];
+  const head = ['id', 'expect', 'prompt', 'answer', 'decision', 'flagged', 'image_risk', 'answer_safety', 'categories', 'answer shown', 'ms'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
@@ -100,20 +105,23 @@ export function verdictTable(verdicts: Verdict[]): string {
 
 export async function run(argv: string[]): Promise<number> {
   const started = Date.now();
+  const json = argv.includes('--json');
+  // With --json, stdout carries the verdicts alone, so it pipes into jq; progress lines go to stderr.
+  const log = json ? (line: string) => console.error(line) : (line: string) => console.log(line);
   const samplesDir = resolve(argv.find((a) => !a.startsWith('-')) ?? 'data/factorysafe/demo');
   let redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   let privateRedis: PrivateRedis | undefined;
   if (!(await redisAnswers(redisUrl))) {
-    console.log(`no Redis answers at ${redisUrl}; starting a private redis-server`);
+    log(`no Redis answers at ${redisUrl}; starting a private redis-server`);
     privateRedis = await startPrivateRedis().catch((err: Error) => {
       throw new Error(`no Redis at ${redisUrl} and redis-server could not be started (${err.message}); set REDIS_URL`);
     });
     redisUrl = privateRedis.url;
   }
-  console.log(`Redis: ${redisUrl}`);
+  log(`Redis: ${redisUrl}`);
   const pipeline = await startRoles(redisUrl, !argv.includes('--verbose'));
   try {
-    console.log(`roles up after ${Date.now() - started} ms; intake at ${pipeline.url}`);
+    log(`roles up after ${Date.now() - started} ms; intake at ${pipeline.url}`);
     const items = readSampleBatch(samplesDir);
     const res = await fetch(`${pipeline.url}/v1/batches`, {
       method: 'POST',
@@ -122,14 +130,15 @@ export async function run(argv: string[]): Promise<number> {
     });
     if (res.status !== 202) throw new Error(`batch submission answered ${res.status}: ${await res.text()}`);
     const batch = (await res.json()) as BatchAccepted;
-    console.log(`submitted batch ${batch.id} with ${batch.items} items; polling ${batch.poll_url}`);
+    log(`submitted batch ${batch.id} with ${batch.items} items; polling ${batch.poll_url}`);
     const verdicts = await pollBatch(pipeline.url, pipeline.apiKey, batch.id, 150_000);
-    console.log(`\n${verdictTable(verdicts)}\n`);
+    if (json) console.log(JSON.stringify(verdicts, null, 2));
+    else console.log(`\n${verdictTable(verdicts)}\n`);
     const counts = verdicts.reduce<Record<string, number>>((acc, v) => ((acc[v.decision ?? v.status] = (acc[v.decision ?? v.status] ?? 0) + 1), acc), {});
-    console.log(`decisions: ${JSON.stringify(counts)}; total ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    log(`decisions: ${JSON.stringify(counts)}; total ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (!verdicts.some((v) => v.flagged)) {
       const t = verdicts.find((v) => v.thresholds)?.thresholds;
-      console.log(
+      log(
         `no job was flagged under tau_pre ${t?.image_risk}, tau_post ${t?.answer_safety} (the reference thresholds; the tiny packs have` +
           ' random weights). To watch the aligner: ETA_TAU_PRE=0 ETA_TAU_POST=0.95 ALIGNER_MAX_TOTAL_TOKENS=64 npm run demo',
       );

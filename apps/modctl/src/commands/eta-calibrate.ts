@@ -6,7 +6,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { EtaEvaluator, fitEtaThresholds, type EtaThresholdsFile, type FittedEtaThresholds } from '@libs/safety';
+import { EtaEvaluator, fitEtaThresholds, type CalibrationAnswer, type EtaThresholdsFile, type FittedEtaThresholds } from '@libs/safety';
 import { openClassifier, openClip } from '@libs/vlm';
 
 export const summary = 'fit ETA thresholds (tau_pre, tau_post) for the evaluator packs on a calibration split';
@@ -17,12 +17,16 @@ const jsonl = (path: string) =>
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
 
-/** Reads the calibration split: answers labelled safe/unsafe, and each distinct image with its scene's hazard. */
-export function readEtaCalibration(dir: string) {
-  const answers = (jsonl(join(dir, 'responses.jsonl')) as { response: string; label: string }[]).map((r) => ({
-    text: r.response,
-    unsafe: r.label === 'unsafe',
-  }));
+/**
+ * Reads the calibration split: answers labelled safe/unsafe (an unsafe answer's harm category is its procedure's,
+ * by `procedureCategory`: the guard pack's config.json `procedure_category`), and each distinct image with its
+ * scene's hazard.
+ */
+export function readEtaCalibration(dir: string, procedureCategory: Record<string, string> = {}) {
+  const answers: CalibrationAnswer[] = (jsonl(join(dir, 'responses.jsonl')) as { response: string; label: string; procedure_id?: string }[]).map((r) => {
+    const category = r.label === 'unsafe' && r.procedure_id ? procedureCategory[r.procedure_id] : undefined;
+    return { text: r.response, unsafe: r.label === 'unsafe', categories: category ? [category] : [] };
+  });
   const seen = new Set<string>();
   const images: { image: Uint8Array; risky: boolean }[] = [];
   for (const item of jsonl(join(dir, 'eval.jsonl')) as { image?: string; scene?: { hazard?: boolean } }[]) {
@@ -36,7 +40,8 @@ export function readEtaCalibration(dir: string) {
 export async function fitForPacks(clipPack: string, guardPack: string, calibrationDir: string): Promise<FittedEtaThresholds> {
   const [clip, reward] = await Promise.all([openClip(clipPack), openClassifier(guardPack)]);
   try {
-    return await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(calibrationDir));
+    const config = JSON.parse(readFileSync(join(guardPack, 'config.json'), 'utf8')) as { procedure_category?: Record<string, string> };
+    return await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(calibrationDir, config.procedure_category));
   } finally {
     await Promise.all([clip.close(), reward.close()]);
   }
@@ -55,9 +60,14 @@ export async function run(argv: string[]): Promise<number> {
   const file: EtaThresholdsFile = {
     tauPre: fitted.tauPre,
     tauPost: fitted.tauPost,
+    ...(Object.keys(fitted.categoryThresholds).length > 0 ? { categoryThresholds: fitted.categoryThresholds } : {}),
     clipPack: relative(process.cwd(), clipPack),
     rewardPack: relative(process.cwd(), guardPack),
-    fittedOn: `${relative(process.cwd(), calibration)} (best balanced accuracy: image risk ${fitted.balancedAccuracy.pre.toFixed(3)}, reward ${fitted.balancedAccuracy.post.toFixed(3)})`,
+    fittedOn: `${relative(process.cwd(), calibration)} (best balanced accuracy: image risk ${fitted.balancedAccuracy.pre.toFixed(3)}, reward ${fitted.balancedAccuracy.post.toFixed(3)}${Object.entries(
+      fitted.balancedAccuracy.categories,
+    )
+      .map(([c, a]) => `, ${c} ${a.toFixed(3)}`)
+      .join('')})`,
   };
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(file, null, 2) + '\n');
