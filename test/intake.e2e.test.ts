@@ -159,7 +159,7 @@ describe('intake API', () => {
       status: 'queued',
       image_sha256: sha256Hex(png),
       metadata: { line: 'A' },
-      profile: 'none',
+      profile: 'default',
       policy: 'answer',
     });
     expect(countFiles(p.blobDir)).toBe(1);

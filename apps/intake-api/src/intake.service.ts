@@ -1,4 +1,4 @@
-import { RevisionProfileError } from '@libs/revision';
+import { DEFAULT_PROFILE, RevisionProfileError } from '@libs/revision';
 import { randomBytes } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import { ModerationError, queuedVerdict, type BatchAccepted, type JobAccepted, type StageJob, type Verdict } from '@libs/contracts';
@@ -267,7 +267,8 @@ export class IntakeService {
       throw new ModerationError('text_invalid_unicode', 'answer holds a lone UTF-16 surrogate', { ...at, field: 'answer' });
     }
     if (item.profile !== undefined && typeof item.profile !== 'string') throw new ModerationError('invalid_request', 'profile must be a string', at);
-    const profile = (item.profile as string | undefined) || 'none';
+    // No profile: `default`, which each worker resolves to its model's default profile (or none).
+    const profile = (item.profile as string | undefined) || DEFAULT_PROFILE;
     try {
       this.config.profiles.check(profile, tenant);
     } catch (err) {

@@ -16,7 +16,13 @@ const AnswerSchema = z
   .describe(
     'An existing answer to moderate: generation is skipped and the answer is evaluated (and aligned if flagged); at most INTAKE_MAX_ANSWER_CHARS (default 16000) characters',
   );
-const ProfileSchema = z.string().min(1).max(100).describe('Revision profile name (one the server knows and allows for the tenant); `none` when absent');
+const ProfileSchema = z
+  .string()
+  .min(1)
+  .max(100)
+  .describe(
+    'Revision profile name (one the server knows and allows for the tenant); `default` when absent (the operator default for the worker model, else none); `none` asks for no revision',
+  );
 
 const CallbackUrlSchema = z
   .string()
@@ -35,7 +41,7 @@ export const JobSubmissionSchema = z
     prompt: PromptSchema,
     /** Moderate an existing answer: generation is skipped. */
     answer: AnswerSchema.optional(),
-    /** Revision profile name; `none` when absent. */
+    /** Revision profile name; `default` when absent. */
     profile: ProfileSchema.optional(),
     metadata: MetadataSchema.optional(),
     /** Base64 (optionally a data: URL) of a PNG, JPEG or WebP image; JSON submissions only. */

@@ -110,7 +110,11 @@ export const VerdictSchema = z
     /** sha256 over the image bytes, the prompt and the supplied answer: lets clients de-duplicate. */
     input_sha256: Sha256Schema.describe('sha256 over the image bytes, the prompt and the supplied answer: lets clients de-duplicate'),
     image_sha256: Sha256Schema.nullable().describe('sha256 of the image bytes; null for a text-only job'),
-    profile: z.string().describe('The revision profile requested (`none` when absent)'),
+    profile: z
+      .string()
+      .describe(
+        'The revision profile requested (`default` when absent: the operator default profile for the model, else none; `revision.profile` names the one applied)',
+      ),
     batch_id: ModerationIdSchema.nullable().describe('The batch the job belongs to; null for a single job'),
     metadata: z.record(z.string(), z.unknown()).nullable().describe('The job metadata as submitted; null when none'),
   })

@@ -22,6 +22,7 @@ import { PROBE_DEFAULTS, trainLogisticProbe, type ProbeOptions } from './probe';
 import type { ImageReader } from './sample-strategies';
 import { seededRandom } from '@libs/vlm';
 import { stratifiedSplit } from './selection';
+import { readSampleLines } from './jsonl';
 
 export const DETECTOR_KIND = 'hidden-state-detector';
 export const DETECTOR_FORMAT_VERSION = 1;
@@ -202,25 +203,14 @@ export function readModesFile(path: string): Map<string, DetectorMode[]> {
  */
 export function parseDetectorItems(text: string, source = 'samples', modesById?: ReadonlyMap<string, DetectorMode[]>): DetectorItem[] {
   const items: DetectorItem[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${source}:${i + 1}`;
-    let raw: Record<string, unknown>;
-    try {
-      raw = JSON.parse(line);
-    } catch (err) {
-      throw new DetectorError('detector_malformed', `${where}: not JSON (${(err as Error).message})`);
-    }
-    if (typeof raw.prompt !== 'string' || !raw.prompt.trim()) throw new DetectorError('detector_malformed', `${where}: "prompt" must be a non-empty string`);
-    if (raw.label !== 'safe' && raw.label !== 'unsafe') throw new DetectorError('detector_malformed', `${where}: "label" must be "safe" or "unsafe"`);
-    if (raw.image !== undefined && typeof raw.image !== 'string') throw new DetectorError('detector_malformed', `${where}: "image" must be a path`);
-    const id = typeof raw.id === 'string' ? raw.id : `${source}:${i + 1}`;
-    const image = raw.image as string | undefined;
+  for (const { raw, where, index } of readSampleLines(text, source, (m) => new DetectorError('detector_malformed', m))) {
+    const id = typeof raw.id === 'string' ? raw.id : `${source}:${index + 1}`;
+    const image = raw.image;
     const fallback: DetectorMode[] = raw.label === 'unsafe' ? ['image', 'text'] : ['image'];
     let modes = parseModes(raw.modes, where) ?? modesById?.get(id) ?? fallback;
     if (!image) modes = ['text'];
     items.push({ id, prompt: raw.prompt, image, label: raw.label, modes });
-  });
+  }
   if (items.length === 0) throw new DetectorError('detector_malformed', `${source}: no samples`);
   return items;
 }

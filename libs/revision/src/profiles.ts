@@ -4,6 +4,11 @@
  * validated once at start-up against the loaded decoder's fingerprint and each artifact's pinned sha256. Steering
  * vectors are also an attack tool (HSI), so a worker refuses to start rather than apply an artifact that is not
  * exactly the registered one. `none` is built in and means no revision.
+ *
+ * `default` is built in too: what a job that names no profile gets. The file's `defaults` maps a model (pack) name
+ * to one of its profiles; a worker resolves `default` to the one of the model it loaded, or to `none`. Entries with
+ * a `model` are loaded only by workers of that model, so one file serves every pack (issue 12 item 7: the shipped
+ * default is the profile the benchmark chose on calibration for factory-vlm, and a tiny-vlm worker ignores it).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -15,6 +20,9 @@ import { DetectorError, loadDetector } from './detector';
 import { denseLength, unitKey, unitOffset, unitSize, type RevisionLevel, type Unit } from './layout';
 
 export const NO_REVISION = 'none';
+/** The reserved name a job without a profile carries; resolved per model by the worker (file `defaults`). */
+export const DEFAULT_PROFILE = 'default';
+const RESERVED = new Set([NO_REVISION, DEFAULT_PROFILE]);
 export const PROFILES_ENV = 'REVISION_PROFILES';
 export const DEFAULT_PROFILES_PATH = 'config/profiles.json';
 
@@ -36,6 +44,8 @@ const nonNegInt = z.number().int().min(0);
 
 const profileSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, . _ -'),
+  /** Model (pack) name this profile is for; workers of another model skip it. Absent: every model (checked at load). */
+  model: z.string().min(1).optional(),
   /** Artifact folder, relative to the config file. */
   artifact: z.string().min(1),
   /** sha256 of the artifact's manifest.json (printed by `modctl calibrate`). */
@@ -70,7 +80,11 @@ const profileSchema = z.strictObject({
   description: z.string().optional(),
 });
 
-const configSchema = z.strictObject({ profiles: z.array(profileSchema) });
+const configSchema = z.strictObject({
+  profiles: z.array(profileSchema),
+  /** Model name -> the profile a job without one gets on that model (it must allow every tenant). */
+  defaults: z.record(z.string().min(1), z.string().min(1)).optional(),
+});
 
 export type RevisionProfileConfig = z.output<typeof profileSchema>;
 
@@ -166,7 +180,7 @@ export class ProfileCatalog {
   static fromEnv(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): ProfileCatalog {
     const path = profilesPath(env, cwd);
     const entries: [string, readonly string[]][] = path ? readConfigFile(path).profiles.map((p) => [p.name, p.tenants]) : [];
-    return new ProfileCatalog(new Map([[NO_REVISION, NONE_PROFILE.tenants], ...entries]));
+    return new ProfileCatalog(new Map([[NO_REVISION, NONE_PROFILE.tenants], [DEFAULT_PROFILE, ['*']], ...entries]));
   }
 
   names(): string[] {
@@ -186,6 +200,10 @@ export class RevisionProfiles {
   private constructor(
     private readonly profiles: Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>,
     readonly source: string | null,
+    /** What `default` resolves to on this worker's model. */
+    readonly defaultName: string = NO_REVISION,
+    /** Profiles of the file that are for another model, not loaded here. */
+    readonly skipped: readonly string[] = [],
   ) {}
 
   /** Only `none`: for workers started without a profiles file. */
@@ -211,10 +229,17 @@ export class RevisionProfiles {
     const parsed = configSchema.safeParse(config);
     if (!parsed.success) throw new RevisionProfileError('profiles_config_invalid', `${source}: ${z.prettifyError(parsed.error)}`);
     const map = new Map<string, { profile: RevisionProfile; feed?: RevisionFeed }>([[NO_REVISION, { profile: NONE_PROFILE }]]);
+    const names = new Set<string>();
+    const skipped: string[] = [];
     for (const p of parsed.data.profiles) {
       const where = `${source}: profile "${p.name}"`;
-      if (map.has(p.name))
-        throw new RevisionProfileError('profiles_config_invalid', `${where}: ${p.name === NO_REVISION ? 'the name is reserved' : 'defined twice'}`);
+      if (RESERVED.has(p.name) || names.has(p.name))
+        throw new RevisionProfileError('profiles_config_invalid', `${where}: ${RESERVED.has(p.name) ? 'the name is reserved' : 'defined twice'}`);
+      names.add(p.name);
+      if (p.model !== undefined && p.model !== model.name) {
+        skipped.push(p.name);
+        continue;
+      }
       if (!model.revisable)
         throw new RevisionProfileError('model_not_revisable', `${where}: model ${model.name} has no revision inputs (run \`modctl model prepare\`)`);
       const dir = resolve(baseDir, p.artifact);
@@ -270,19 +295,30 @@ export class RevisionProfiles {
         feed,
       });
     }
-    return new RevisionProfiles(map, source);
+    const defaults = parsed.data.defaults ?? {};
+    for (const [m, name] of Object.entries(defaults)) {
+      if (!names.has(name) && name !== NO_REVISION)
+        throw new RevisionProfileError('profiles_config_invalid', `${source}: defaults.${m} names "${name}", which the file does not define`);
+    }
+    const defaultName = defaults[model.name] ?? NO_REVISION;
+    const target = map.get(defaultName);
+    if (!target)
+      throw new RevisionProfileError('profiles_config_invalid', `${source}: defaults.${model.name} names "${defaultName}", which is for another model`);
+    if (!target.profile.tenants.includes('*'))
+      throw new RevisionProfileError('profiles_config_invalid', `${source}: the default profile "${defaultName}" must allow every tenant ("*")`);
+    return new RevisionProfiles(map, source, defaultName, skipped);
   }
 
   names(): string[] {
-    return [...this.profiles.keys()];
+    return [...this.profiles.keys(), DEFAULT_PROFILE];
   }
 
   has(name: string): boolean {
-    return this.profiles.has(name);
+    return name === DEFAULT_PROFILE || this.profiles.has(name);
   }
 
   profile(name: string): RevisionProfile {
-    const entry = this.profiles.get(name);
+    const entry = this.profiles.get(name === DEFAULT_PROFILE ? this.defaultName : name);
     if (!entry) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
     return entry.profile;
   }
@@ -292,8 +328,12 @@ export class RevisionProfiles {
     return t.includes('*') || t.includes(tenant);
   }
 
+  /** `default` resolves to this model's default profile; the result names the profile actually applied. */
   resolve(name: string, tenant: string): ResolvedRevision {
+    if (name === DEFAULT_PROFILE) name = this.defaultName;
     const entry = this.profiles.get(name);
+    if (!entry && this.skipped.includes(name))
+      throw new RevisionProfileError('unknown_profile', `revision profile "${name}" is for another model than ${this.source ?? 'this worker'}'s loaded one`);
     if (!entry) throw new RevisionProfileError('unknown_profile', `unknown revision profile "${name}" (known: ${this.names().join(', ')})`);
     if (!this.isAllowed(name, tenant)) throw new RevisionProfileError('profile_not_allowed', `tenant "${tenant}" may not use revision profile "${name}"`);
     const feed = entry.feed && {

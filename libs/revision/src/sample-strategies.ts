@@ -25,6 +25,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { TapRequest } from '@libs/vlm';
+import { readSampleLines } from './jsonl';
 
 export type SampleStrategy = 'multi-instruction' | 'text-response' | 'multi-response' | 'image-shift';
 export const SAMPLE_STRATEGIES: readonly SampleStrategy[] = ['multi-instruction', 'text-response', 'multi-response', 'image-shift'];
@@ -74,30 +75,19 @@ export function positiveClassOf(strategy: SampleStrategy): PositiveClass {
 
 export function parseSamplesJsonl(text: string, source = 'samples'): CalibrationSample[] {
   const samples: CalibrationSample[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    if (!line.trim()) return;
-    const where = `${source}:${i + 1}`;
-    let raw: Record<string, unknown>;
-    try {
-      raw = JSON.parse(line);
-    } catch (err) {
-      throw new SampleError(`${where}: not JSON (${(err as Error).message})`);
-    }
-    if (typeof raw.prompt !== 'string' || !raw.prompt.trim()) throw new SampleError(`${where}: "prompt" must be a non-empty string`);
-    if (raw.label !== 'safe' && raw.label !== 'unsafe') throw new SampleError(`${where}: "label" must be "safe" or "unsafe"`);
+  for (const { raw, where } of readSampleLines(text, source, (m) => new SampleError(m))) {
     if (raw.response !== undefined && typeof raw.response !== 'string') throw new SampleError(`${where}: "response" must be a string`);
-    if (raw.image !== undefined && typeof raw.image !== 'string') throw new SampleError(`${where}: "image" must be a path`);
     if (raw.kind !== undefined && !SAMPLE_KINDS.includes(raw.kind as SampleKind))
       throw new SampleError(`${where}: "kind" must be one of ${SAMPLE_KINDS.join(', ')}`);
     const sample: CalibrationSample = {
       prompt: raw.prompt,
       label: raw.label,
       response: raw.response as string | undefined,
-      image: raw.image as string | undefined,
+      image: raw.image,
     };
     if (raw.kind !== undefined) sample.kind = raw.kind as SampleKind;
     samples.push(sample);
-  });
+  }
   return samples;
 }
 

@@ -159,7 +159,7 @@ describe('calibrate on the tiny pack', () => {
 describe('config/profiles.example.json', () => {
   it('validates against the tiny pack (if the pack was rebuilt, regenerate the example artifact: docs/safety-methods.md)', () => {
     const profiles = RevisionProfiles.load(join(FIXTURES, '../../../../config/profiles.example.json'), engine.info());
-    expect(profiles.names()).toEqual(['none', 'tiny-head-mms', 'tiny-head-mms-one']);
+    expect(profiles.names()).toEqual(['none', 'tiny-head-mms', 'tiny-head-mms-one', 'default']);
     expect(profiles.resolve('tiny-head-mms', 'anyone').feed?.head).toHaveLength(4 * 4 * 32);
     expect(() => profiles.resolve('tiny-head-mms-one', 'globex')).toThrow(expect.objectContaining({ code: 'profile_not_allowed' }));
   });

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openVlmEngine, type VlmEngine } from '@libs/vlm';
 import { run as detectorCommand } from '../../../apps/modctl/src/commands/detector';
 import { DEFAULT_DETECTOR_FILE, DetectorError, loadDetector, resolveDetector, scoreFrame, type DetectorArtifact } from '../src/detector';
+import { captureCli } from './helpers';
 import { REPO } from './tiny-pack';
 
 const PACK = join(REPO, 'models/factory-vlm');
@@ -24,20 +25,7 @@ const fitted = join(work, 'detector.json');
 let engine: VlmEngine;
 let artifact: DetectorArtifact;
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [log, err] = [console.log, console.error];
-  const out: string[] = [];
-  const errs: string[] = [];
-  console.log = (...a: unknown[]) => out.push(a.join(' '));
-  console.error = (...a: unknown[]) => errs.push(a.join(' '));
-  try {
-    const code = await detectorCommand(argv);
-    return { code, stdout: out.join('\n'), stderr: errs.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = err;
-  }
-}
+const cli = (argv: string[]) => captureCli(detectorCommand, argv);
 
 function sigmoidByHand(z: number): number {
   return 1 / (1 + Math.exp(-z));

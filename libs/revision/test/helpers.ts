@@ -123,3 +123,25 @@ export function headDraft(): { draft: ArtifactDraft; directions: Float32Array } 
   };
   return { draft, directions };
 }
+
+export interface CliOutcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a modctl command in this process with console.log / console.error captured. */
+export async function captureCli(command: (argv: string[]) => Promise<number>, argv: string[]): Promise<CliOutcome> {
+  const [log, err] = [console.log, console.error];
+  const out: string[] = [];
+  const errs: string[] = [];
+  console.log = (...a: unknown[]) => out.push(a.join(' '));
+  console.error = (...a: unknown[]) => errs.push(a.join(' '));
+  try {
+    const code = await command(argv);
+    return { code, stdout: out.join('\n'), stderr: errs.join('\n') };
+  } finally {
+    console.log = log;
+    console.error = err;
+  }
+}

@@ -18,6 +18,7 @@ import { dot, norm } from '../src/directions';
 import { unitOffset, unitSize } from '../src/layout';
 import { buildFeed } from '../src/profiles';
 import { buildContrastSet, fileImageReader, readSamplesFile } from '../src/sample-strategies';
+import { captureCli } from './helpers';
 import { REPO } from './tiny-pack';
 
 const PACK = join(REPO, 'models/factory-vlm');
@@ -39,19 +40,7 @@ afterAll(async () => {
   await engine?.close();
 });
 
-async function cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [log, err] = [console.log, console.error];
-  const out: string[] = [];
-  const errs: string[] = [];
-  console.log = (...a: unknown[]) => out.push(a.join(' '));
-  console.error = (...a: unknown[]) => errs.push(a.join(' '));
-  try {
-    return { code: await calibrateCommand(argv), stdout: out.join('\n'), stderr: errs.join('\n') };
-  } finally {
-    console.log = log;
-    console.error = err;
-  }
-}
+const cli = (argv: string[]) => captureCli(calibrateCommand, argv);
 
 /** 12 harmful instructions and 6 benign ones (which image-shift must ignore). */
 function subset() {

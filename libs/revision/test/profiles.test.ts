@@ -116,8 +116,41 @@ describe('RevisionProfiles', () => {
 
   it('reads the path from REVISION_PROFILES; a set but missing path is an error, none without config', () => {
     const { path } = setup([{ name: 'p', alpha: 1 }]);
-    expect(RevisionProfiles.fromEnv(model, { REVISION_PROFILES: path }).names()).toEqual(['none', 'p']);
+    expect(RevisionProfiles.fromEnv(model, { REVISION_PROFILES: path }).names()).toEqual(['none', 'p', 'default']);
     expect(codeOf(() => RevisionProfiles.fromEnv(model, { REVISION_PROFILES: '/nonexistent/profiles.json' }))).toBe('profiles_config_invalid');
-    expect(RevisionProfiles.fromEnv(model, {}, mkdtempSync(join(tmpdir(), 'empty-'))).names()).toEqual(['none']);
+    expect(RevisionProfiles.fromEnv(model, {}, mkdtempSync(join(tmpdir(), 'empty-'))).names()).toEqual(['none', 'default']);
+  });
+
+  it('`default` resolves per model from the file defaults; profiles of another model are skipped (issue 12 item 7)', () => {
+    const { root, artifactSha256 } = setup([]);
+    const entry = (name: string, extra: Record<string, unknown> = {}) => ({
+      name,
+      artifact: 'artifacts/heads',
+      artifactSha256,
+      level: 'head',
+      alpha: 2,
+      tenants: ['*'],
+      ...extra,
+    });
+    const config = {
+      profiles: [entry('mine', { model: 'synthetic' }), entry('theirs', { model: 'factory-vlm', artifactSha256: 'b'.repeat(64) }), entry('any')],
+      defaults: { synthetic: 'mine', 'factory-vlm': 'theirs' },
+    };
+    const profiles = RevisionProfiles.fromConfig(config, model, root);
+    // 'theirs' is for another model: never loaded here (its pinned sha256 is not even checked), nor resolvable.
+    expect(profiles.skipped).toEqual(['theirs']);
+    expect(profiles.names()).toEqual(['none', 'mine', 'any', 'default']);
+    const d = profiles.resolve('default', 'anyone');
+    expect(d.profile.name).toBe('mine');
+    expect(d.feed!.head).toEqual(profiles.resolve('mine', 'anyone').feed!.head);
+    expect(codeOf(() => profiles.resolve('theirs', 'anyone'))).toBe('unknown_profile');
+    // A model without a default gets no revision; a default must exist and allow every tenant.
+    const other = RevisionProfiles.fromConfig({ ...config, defaults: { 'factory-vlm': 'theirs' } }, model, root);
+    expect(other.resolve('default', 'x')).toMatchObject({ feed: undefined, profile: { name: 'none' } });
+    expect(codeOf(() => RevisionProfiles.fromConfig({ ...config, defaults: { synthetic: 'nope' } }, model, root))).toBe('profiles_config_invalid');
+    expect(codeOf(() => RevisionProfiles.fromConfig({ ...config, defaults: { synthetic: 'theirs' } }, model, root))).toBe('profiles_config_invalid');
+    const restricted = { profiles: [entry('mine', { tenants: ['acme'] })], defaults: { synthetic: 'mine' } };
+    expect(codeOf(() => RevisionProfiles.fromConfig(restricted, model, root))).toBe('profiles_config_invalid');
+    expect(codeOf(() => RevisionProfiles.fromConfig({ profiles: [entry('default')] }, model, root))).toBe('profiles_config_invalid');
   });
 });

@@ -35,7 +35,8 @@ export class RegisteredRevisionProfiles implements RevisionProfiles {
   resolve(name: string, tenant: string): ResolvedProfile {
     try {
       const r = this.registry.resolve(name, tenant);
-      return { name, artifactSha256: r.artifactSha256, feed: r.feed };
+      // The applied profile's name: `default` resolves to the model's default.
+      return { name: r.profile.name, artifactSha256: r.artifactSha256, feed: r.feed };
     } catch (err) {
       if (err instanceof RevisionProfileError && (err.code === 'unknown_profile' || err.code === 'profile_not_allowed')) {
         throw new ModerationError(err.code, err.message);
