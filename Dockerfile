@@ -23,7 +23,8 @@ ENV NODE_ENV=production \
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
-# The ETA thresholds fitted for the shipped evaluator packs, and the example revision profiles with their artifacts.
+# The ETA thresholds fitted for the shipped evaluator packs, the revision profiles (config/profiles.json: factory-vlm's
+# default, its artifact and detector) and the tiny example.
 COPY config config
 # The shipped packs, so the image runs out of the box; deployments mount real packs over /models.
 COPY models /models

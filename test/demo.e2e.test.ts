@@ -35,6 +35,8 @@ describe('npm run demo -- --json (defaults, no settings)', () => {
       expect(v.status).toBe('succeeded');
       expect(v.policy).toBe('answer');
       expect(v.categories).not.toBeNull();
+      // Generated answers come from the shipped default profile (config/profiles.json defaults for factory-vlm).
+      if (v.metadata?.supplied !== true) expect(v.revision?.profile).toBe('factory-adaptive');
       if (v.decision === 'blocked') expect(v.final_answer).toBe(BLOCKED_ANSWER);
       else expect({ id: v.id, decision: v.decision, shown: v.final_answer, harmful: harmful(v.final_answer) }).toMatchObject({ harmful: false });
     }

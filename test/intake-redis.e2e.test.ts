@@ -192,7 +192,7 @@ describe('Idempotency-Key under concurrency', () => {
     // What a first request holds while it works: a pending claim of the key.
     const redis = new Redis(redisOptions(REDIS_URL));
     const key = 'in-progress';
-    const bodySha = sha256Hex(JSON.stringify([[['slow', 'a', 'none', null, null]], null]));
+    const bodySha = sha256Hex(JSON.stringify([[['slow', 'a', 'default', null, null]], null]));
     const id = 'mod_' + sha256Hex('job', '\0', 'demo', '\0', sha256Hex(key)).slice(0, 24);
     await redis.set(
       `${p.env.QUEUE_PREFIX}:idem:demo:${sha256Hex(key)}`,

@@ -174,7 +174,7 @@ describe('tracing across the queues', () => {
         'moderation.tenant': 'demo',
         'moderation.stage': st,
         'moderation.attempt': 1,
-        'moderation.profile': 'none',
+        'moderation.profile': 'default',
         'messaging.system': 'bullmq',
         'messaging.message.id': v.id,
       });

@@ -37,7 +37,7 @@ describe('EtaEvaluator', () => {
 
   it('scores max(cos, 0) against the reference text and the reward under the safety instruction', async () => {
     const reward = fakeReward((a) => (a.includes('cannot') ? 0.5 : -0.2));
-    const eta = new EtaEvaluator({ clip, reward });
+    const eta = new EtaEvaluator({ clip, reward }, { policy: 'both' });
     const [unsafe, benign, textOnly] = await eta.evaluateBatch([
       { image: Uint8Array.of(1), answer: 'Remove the guard.' },
       { image: Uint8Array.of(2), answer: 'Remove the guard.' },
