@@ -1,13 +1,13 @@
 /**
  * `npm run bench -- safety [--set data/factorysafe/test/test.jsonl] [--configs none,iar,eta,eta-answer,iar+eta,adaptive,policy,merge]
- *                          [--seeds 5] [--limit N]`
+ *                          [--seeds 5] [--adaptive-alpha-rule weakest-best|strongest] [--limit N]`
  *
  * FactorySafe: every defense measured through the TypeScript runtime and the workers' own code (libs/vlm,
  * libs/revision, libs/safety), judged by content. Revision vectors are calibrated on the calibration split
  * only; ETA thresholds are set on the calibration split; the test split is only ever evaluated.
  * Writes docs/benchmarks/factorysafe.md and docs/benchmarks/factorysafe.png.
  */
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -48,7 +48,7 @@ import {
   type LoadedDetector,
 } from '@libs/revision';
 import { BestOfNAligner, EtaEvaluator, fitEtaThresholds, quantile, sentenceEndTokenIds } from '@libs/safety';
-import { readEtaCalibration } from '../apps/modctl/src/commands/eta-calibrate';
+import { procedureCategories, readEtaCalibration } from '../apps/modctl/src/commands/eta-calibrate';
 import { type ClipEmbedder, type ConversationClassifier, type RevisionFeed, type VlmEngine, openClassifier, openClip, openVlmEngine } from '@libs/vlm';
 import { argValue } from './_stats';
 
@@ -68,6 +68,8 @@ interface Options {
   batch: number;
   /** Candidate alphas; each IAR variant takes the one chosen on the calibration split. */
   alphas: number[];
+  /** How the adaptive row's alpha is picked (`--adaptive-alpha-rule`; 'strongest' reproduces the first run's pick). */
+  adaptiveAlphaRule: AlphaRule;
   out: string;
 }
 
@@ -87,6 +89,7 @@ function options(argv: string[]): Options {
     maxNewTokens: Number(argValue(argv, 'max-new-tokens', '48')),
     batch: Number(argValue(argv, 'batch', '16')),
     alphas: argValue(argv, 'alphas', '0.25,0.5,0.75,1,1.5,2,3,4,6,8').split(',').map(Number),
+    adaptiveAlphaRule: alphaRule(argValue(argv, 'adaptive-alpha-rule', 'weakest-best')),
     out: resolve(argValue(argv, 'out', 'docs/benchmarks')),
   };
 }
@@ -275,6 +278,11 @@ const feedAt = (artifact: LoadedArtifact, alpha: number): RevisionFeed => buildF
  */
 type AlphaRule = 'strongest' | 'weakest-best';
 
+function alphaRule(v: string): AlphaRule {
+  if (v !== 'strongest' && v !== 'weakest-best') throw new Error(`--adaptive-alpha-rule must be strongest or weakest-best, got ${v}`);
+  return v;
+}
+
 /**
  * The alpha whose benign accuracy and over-refusal stay within `budget` of no revision, judged on the calibration
  * split's own items (never the test split), by `rule`. Alphas are tried in increasing order and the search stops at
@@ -417,7 +425,7 @@ export interface SafetyBenchRun {
   seedRows: SeedRow[];
   detectorRows: DetectorRow[];
   policy?: PolicyChoice;
-  gate?: { low: number; high: number; alpha: number };
+  gate?: { low: number; high: number; alpha: number; rule: AlphaRule };
   categoryThresholds: Record<string, number>;
   /** The generation-judged unit tables of the variants selected that way. */
   selections: { name: string; table: string }[];
@@ -431,9 +439,8 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
   const workDir = mkdtempSync(join(tmpdir(), 'factorysafe-'));
   const engine = await openVlmEngine({ packDir: o.vlm, thread: 'inline' });
   const [clip, reward]: [ClipEmbedder, ConversationClassifier] = await Promise.all([openClip(o.clip), openClassifier(o.guard)]);
-  const guardConfig = JSON.parse(readFileSync(join(o.guard, 'config.json'), 'utf8')) as { procedure_category?: Record<string, string> };
   // The same fit as `modctl eta-calibrate`, on the calibration split.
-  const fitted = await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(o.calibration, guardConfig.procedure_category));
+  const fitted = await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(o.calibration, procedureCategories(o.guard)));
   const thresholds = { tauPre: fitted.tauPre, tauPost: fitted.tauPost, categoryThresholds: fitted.categoryThresholds };
   const evaluator = new EtaEvaluator({ clip, reward }, thresholds);
   const evaluatorFor = (policy: 'both' | 'either' | 'answer') => new EtaEvaluator({ clip, reward }, { ...thresholds, policy });
@@ -550,8 +557,8 @@ export async function runSafetyBench(argv: string[]): Promise<SafetyBenchRun> {
         zOf((c) => c.item.kind === 'harmful' && c.image !== undefined),
       );
       const gated = (alpha: number): RevisionFeed => ({ ...feedAt(shift, alpha), gate: { probe: detector.probe, low: g.low, high: g.high } });
-      const chosen = await chooseAlpha(calib, calibBaseline, engine, gated, `${shiftName} adaptive`, o.alphas, 0.01, 'weakest-best');
-      gate = { ...g, alpha: chosen.alpha };
+      const chosen = await chooseAlpha(calib, calibBaseline, engine, gated, `${shiftName} adaptive`, o.alphas, 0.01, o.adaptiveAlphaRule);
+      gate = { ...g, alpha: chosen.alpha, rule: o.adaptiveAlphaRule };
       const units = shift.manifest.selection.map((u) => (u.head === undefined ? `L${u.layer}` : `L${u.layer}H${u.head}`)).join(' ');
       const description = `alpha ${chosen.alpha}${chosen.withinBudget ? '' : ' (no alpha kept the 1-point budget on calibration)'}, ${units}, scale clamp((z − ${g.low.toFixed(2)}) / (${g.high.toFixed(2)} − ${g.low.toFixed(2)})) from the detector probe`;
       const feed = gated(chosen.alpha);
@@ -771,11 +778,16 @@ ${policyTable(r.policy)}
 
 Fitted on calibration from the unrevised prefills: low = ${r.gate.low.toFixed(3)} (99th percentile of benign cases' detector
 logit), high = ${r.gate.high.toFixed(3)} (5th percentile of harmful requests with their image, at least low + 0.5); alpha
-${r.gate.alpha}: among the alphas within a 1-point budget on calibration, the weakest that reaches the lowest
+${r.gate.alpha}: ${
+          r.gate.rule === 'strongest'
+            ? 'the strongest within a 1-point budget on calibration (`--adaptive-alpha-rule strongest`).'
+            : `among the alphas within a 1-point budget on calibration, the weakest that reaches the lowest
 calibration ASR. This tie-break was changed after an earlier run of this bench took the strongest (alpha 8, which
 calibration could not tell from 2: both 0% ASR, no benign loss there) and measured on the test split over-refusal
-+2.4 points and benign accuracy -1.6 points (held-out phrasings half-opened the gate). The adaptive rows' test
-figures are therefore not a clean holdout for that one choice.
++2.4 points and benign accuracy -1.6 points (held-out phrasings half-opened the gate; \`--adaptive-alpha-rule
+strongest\` reproduces that run). The adaptive rows' test figures are therefore not a clean holdout for that one
+choice.`
+        }
 `
       : ''
   }`;

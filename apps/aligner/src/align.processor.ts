@@ -18,7 +18,6 @@ import {
   type RevisionProfiles,
 } from '@libs/worker';
 import { ANSWER_ALIGNER, type AnswerAligner } from './answer-aligner';
-import { ALIGNER_CONFIG, type AlignerConfig } from './config';
 import { createHash } from 'node:crypto';
 
 /** A seed from the job id: a retried alignment samples the same candidates and reaches the same answer. */
@@ -37,7 +36,6 @@ export class AlignProcessor extends StageWorkerHost {
     @Inject(VERDICT_STORE) verdicts: VerdictStore,
     @Inject(ANSWER_ALIGNER) private readonly aligner: AnswerAligner,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
-    @Inject(ALIGNER_CONFIG) private readonly config: AlignerConfig,
     @Inject(REVISION_PROFILES) private readonly profiles: RevisionProfiles,
     @Inject(VLM_ENGINE) private readonly engine: VlmEngine,
   ) {
@@ -61,8 +59,7 @@ export class AlignProcessor extends StageWorkerHost {
     annotateActiveSpan({ [ATTR.model]: this.engine.info().name, [ATTR.prefillBatch]: 1, [ATTR.decodeBatch]: out.maxDecodeBatch });
     await finishVerdict(this.verdicts, job.data.id, (v) => ({
       decision: out.safe ? 'aligned' : 'blocked',
-      // The adapter already shows the refusal when blocked; the port does not promise it, so the verdict enforces it.
-      final_answer: out.safe ? out.answer : this.config.blockedAnswer,
+      final_answer: out.answer,
       scores: { ...(v.scores ?? { image_risk: null, answer_safety: null }), aligned_answer_safety: out.answerSafety },
       aligner: { n: out.n, chosen: out.chosen, candidates_scored: out.candidatesScored },
       timings: { ...v.timings, align_ms: ms },

@@ -16,9 +16,6 @@ import type { SchedulerOptions } from '@libs/vlm';
  */
 export const ALIGNER_ENV = { blockedAnswer: 'ALIGNER_BLOCKED_ANSWER' } as const;
 
-/** libs/safety's fixed safe refusal (BLOCKED_ANSWER), unless ALIGNER_BLOCKED_ANSWER says otherwise. */
-export const DEFAULT_BLOCKED_ANSWER = BLOCKED_ANSWER;
-
 export interface AlignerConfig {
   packDir: string;
   executionProviders: string[];
@@ -28,16 +25,14 @@ export interface AlignerConfig {
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
   evaluator: EvaluatorConfig;
+  /** Best-of-N settings; `blockedAnswer` (ALIGNER_BLOCKED_ANSWER, else libs/safety's BLOCKED_ANSWER) is what a blocked verdict shows. */
   bestOfN: BestOfNConfig;
-  /** What a blocked verdict returns as its final answer: the aligned answer was still judged unsafe. */
-  blockedAnswer: string;
 }
 
 export const ALIGNER_CONFIG = Symbol('ALIGNER_CONFIG');
 
 export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): AlignerConfig {
   const execution = executionFromEnv(env);
-  const blockedAnswer = readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? DEFAULT_BLOCKED_ANSWER;
   return {
     packDir: readSetting<string>(env, VLM_ENV.packDir) ?? DEFAULT_VLM_PACK_DIR,
     executionProviders: execution.executionProviders!,
@@ -45,7 +40,6 @@ export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Alig
     intraOpNumThreads: execution.intraOpNumThreads,
     scheduler: schedulerFromEnv(env),
     evaluator: evaluatorConfigFromEnv(env),
-    bestOfN: { ...safetyAlignerConfigFromEnv(env), blockedAnswer },
-    blockedAnswer,
+    bestOfN: { ...safetyAlignerConfigFromEnv(env), blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? BLOCKED_ANSWER },
   };
 }

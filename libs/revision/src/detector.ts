@@ -21,7 +21,7 @@ import { readTapsBatched, type TapReader } from './calibration';
 import { PROBE_DEFAULTS, trainLogisticProbe, type ProbeOptions } from './probe';
 import type { ImageReader } from './sample-strategies';
 import { seededRandom } from '@libs/vlm';
-import { stratifiedSplit } from './selection';
+import { classSeparation, stratifiedSplit } from './selection';
 import { readSampleLines } from './jsonl';
 
 export const DETECTOR_KIND = 'hidden-state-detector';
@@ -327,17 +327,6 @@ function itemFolds(itemLabels: Uint8Array, k: number, seed: number): number[] {
   return fold;
 }
 
-function separation(z: readonly number[], labels: ArrayLike<number>): number {
-  const pos = z.filter((_, i) => labels[i]);
-  const neg = z.filter((_, i) => !labels[i]);
-  const m = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  const variance = (v: number[], mu: number) => v.reduce((a, b) => a + (b - mu) ** 2, 0) / Math.max(1, v.length - 1);
-  const mp = m(pos);
-  const mn = m(neg);
-  const pooled = Math.sqrt((variance(pos, mp) + variance(neg, mn)) / 2);
-  return (mp - mn) / (pooled || 1);
-}
-
 /** Fraction of class `cls` with z >= threshold. */
 function rate(z: readonly number[], classes: ArrayLike<number>, cls: number, threshold: number): number {
   let n = 0;
@@ -380,7 +369,7 @@ export function fitDetectorOnFrames(info: ModelInfo, set: DetectorSet, frames: r
     );
     const z = test.map((i) => readProbe(probe, frames[i].layer, hidden));
     const y = test.map((i) => classes[i]);
-    const report = { layer, holdoutAuroc: auroc(z, y), holdoutTprAt1pctFpr: tprAtFpr(z, y, targetFpr).tpr, holdoutSeparation: separation(z, y) };
+    const report = { layer, holdoutAuroc: auroc(z, y), holdoutTprAt1pctFpr: tprAtFpr(z, y, targetFpr).tpr, holdoutSeparation: classSeparation(z, y) };
     reports.push(report);
     log(
       `layer ${layer}: holdout AUROC ${report.holdoutAuroc.toFixed(4)}, TPR@${targetFpr * 100}%FPR ${report.holdoutTprAt1pctFpr.toFixed(3)}, separation ${report.holdoutSeparation.toFixed(2)}`,

@@ -114,13 +114,18 @@ export function scoreUnit(
 
 /** (mean positive - mean negative) / pooled std of the rows projected on `direction`; 0 when a class is empty. */
 export function holdoutSeparation(direction: ArrayLike<number>, rows: readonly Row[], labels: ArrayLike<number>): number {
-  const proj: [number[], number[]] = [[], []];
-  rows.forEach((row, i) => {
+  const scores = rows.map((row) => {
     let p = 0;
     for (let d = 0; d < direction.length; d++) p += row[d] * direction[d];
-    proj[labels[i] ? 1 : 0].push(p);
+    return p;
   });
-  const [neg, pos] = proj;
+  return classSeparation(scores, labels);
+}
+
+/** (mean positive - mean negative) / pooled std of scalar scores by class; 0 when a class is empty. */
+export function classSeparation(scores: readonly number[], labels: ArrayLike<number>): number {
+  const pos = scores.filter((_, i) => labels[i]);
+  const neg = scores.filter((_, i) => !labels[i]);
   if (!neg.length || !pos.length) return 0;
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const variance = (xs: number[], m: number) => xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length;

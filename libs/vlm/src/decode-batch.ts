@@ -1,6 +1,6 @@
 import { type GatherSource, KvCache } from './kv-cache';
 import type { ForwardOutput, RevisionInputs, VlmModel } from './vlm-model';
-import { gateScale, readProbe } from './linear-probe';
+import { checkProbe, gateScale, readProbe } from './linear-probe';
 import type { RevisionFeed, TapFrame } from './types';
 
 /** Which positions of a prefill receive the revision, given the row's left padding. */
@@ -24,10 +24,7 @@ export function checkRevisionFeed(model: VlmModel, feed: RevisionFeed | undefine
   if (feed.gate) {
     const { probe, low, high } = feed.gate;
     if (!model.revisable) throw new RangeError('a gated revision reads taps: the decoder needs tap outputs (modctl model prepare)');
-    if (!(Number.isInteger(probe.layer) && probe.layer >= 0 && probe.layer < layers))
-      throw new RangeError(`revision.gate.probe.layer must be in [0, ${layers})`);
-    if (probe.weights.length !== hidden || (probe.center && probe.center.length !== hidden))
-      throw new RangeError(`revision.gate.probe needs ${hidden} weights (and center values)`);
+    checkProbe(probe, { layers, hidden }, 'revision.gate.probe');
     if (!(Number.isFinite(low) && Number.isFinite(high) && high > low)) throw new RangeError('revision.gate needs finite low < high');
   }
 }

@@ -1,4 +1,5 @@
 import { DecodeBatch, tapFrame } from './decode-batch';
+import { checkProbe } from './linear-probe';
 import { BestOfNConversations } from './conversations';
 import { PromptEmbedder } from './prompt-embedder';
 import { seededRandom } from './sampler';
@@ -11,7 +12,6 @@ import type {
   Candidate,
   CandidateOptions,
   GenerationRequest,
-  LinearProbe,
   GenerationResult,
   RevisionFeed,
   TapFrame,
@@ -135,11 +135,4 @@ export class GenerationRuntime {
   release(handle: number): Promise<void> {
     return this.conversations.release(handle);
   }
-}
-
-function checkProbe(p: LinearProbe, text: { layers: number; hidden: number }): void {
-  if (!(Number.isInteger(p.layer) && p.layer >= 0 && p.layer < text.layers)) throw new RangeError(`probe layer must be in [0, ${text.layers})`);
-  if (p.weights.length !== text.hidden || (p.center && p.center.length !== text.hidden))
-    throw new RangeError(`a probe needs ${text.hidden} weights (and center values)`);
-  if (!Number.isFinite(p.bias)) throw new RangeError('a probe needs a finite bias');
 }

@@ -5,6 +5,14 @@
  */
 import type { LinearProbe, RevisionGate } from './types';
 
+/** A probe fits a decoder of `layers` x `hidden`: its layer in range, `hidden` weights (and center values), a finite bias. */
+export function checkProbe(p: LinearProbe, text: { layers: number; hidden: number }, what = 'probe'): void {
+  if (!(Number.isInteger(p.layer) && p.layer >= 0 && p.layer < text.layers)) throw new RangeError(`${what} layer must be in [0, ${text.layers})`);
+  if (p.weights.length !== text.hidden || (p.center && p.center.length !== text.hidden))
+    throw new RangeError(`${what} needs ${text.hidden} weights (and center values)`);
+  if (!Number.isFinite(p.bias)) throw new RangeError(`${what} needs a finite bias`);
+}
+
 /** z = weights · (tap[layer] - center) + bias, on a frame's `layer` tap of [layers * hidden]. */
 export function readProbe(probe: LinearProbe, layerTap: Float32Array, hidden: number): number {
   const start = probe.layer * hidden;

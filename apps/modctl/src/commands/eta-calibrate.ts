@@ -17,10 +17,15 @@ const jsonl = (path: string) =>
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l));
 
+/** The guard pack's map from a FactorySafe procedure id to its harm category (config.json `procedure_category`). */
+export function procedureCategories(guardPack: string): Record<string, string> {
+  const config = JSON.parse(readFileSync(join(guardPack, 'config.json'), 'utf8')) as { procedure_category?: Record<string, string> };
+  return config.procedure_category ?? {};
+}
+
 /**
  * Reads the calibration split: answers labelled safe/unsafe (an unsafe answer's harm category is its procedure's,
- * by `procedureCategory`: the guard pack's config.json `procedure_category`), and each distinct image with its
- * scene's hazard.
+ * by `procedureCategory`, see procedureCategories), and each distinct image with its scene's hazard.
  */
 export function readEtaCalibration(dir: string, procedureCategory: Record<string, string> = {}) {
   const answers: CalibrationAnswer[] = (jsonl(join(dir, 'responses.jsonl')) as { response: string; label: string; procedure_id?: string }[]).map((r) => {
@@ -40,8 +45,7 @@ export function readEtaCalibration(dir: string, procedureCategory: Record<string
 export async function fitForPacks(clipPack: string, guardPack: string, calibrationDir: string): Promise<FittedEtaThresholds> {
   const [clip, reward] = await Promise.all([openClip(clipPack), openClassifier(guardPack)]);
   try {
-    const config = JSON.parse(readFileSync(join(guardPack, 'config.json'), 'utf8')) as { procedure_category?: Record<string, string> };
-    return await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(calibrationDir, config.procedure_category));
+    return await fitEtaThresholds(new EtaEvaluator({ clip, reward }), readEtaCalibration(calibrationDir, procedureCategories(guardPack)));
   } finally {
     await Promise.all([clip.close(), reward.close()]);
   }
