@@ -1,11 +1,11 @@
 /**
- * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--max-new-tokens N] [--aligner-max-tokens N]`
+ * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--rounds 2] [--max-new-tokens N] [--aligner-max-tokens N]`
  *
  * Fairness between tenants (issue 14): tenant A submits a large backlog (batches of INTAKE_MAX_BATCH_ITEMS), then
  * tenant B submits a small batch; B's time to verdict should stay near its time on an idle system. Every role runs
  * in this process on the factory packs (as `pipeline`'s batching section), two pipelines side by side: one with
  * fair scheduling (the default), one with FAIR_SCHEDULING=false (FIFO, the baseline). Rounds, interleaved:
- *   idle (fair pipeline, B alone) -> busy fair -> busy FIFO -> idle again
+ *   idle (fair pipeline, B alone), then per round: busy fair, busy FIFO (order alternating), idle again
  * B's time to verdict is each verdict's completed_at minus the moment B's batch was sent; throughput is all verdicts
  * of the busy round over the wall time from A's first submit to the last verdict. Prints
  * `fairness: B p95 busy/idle <ratio>, throughput <ratio>` (throughput fair / FIFO; goals <= 2 and >= 0.95).
@@ -113,6 +113,7 @@ export async function run(argv: string[]): Promise<void> {
   const bJobs = Number(argValue(argv, 'b-jobs', '20'));
   const maxNewTokens = argValue(argv, 'max-new-tokens', '');
   const alignerMaxTokens = argValue(argv, 'aligner-max-tokens', '');
+  const rounds = Number(argValue(argv, 'rounds', '2'));
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   const env = {
     REDIS_URL: redisUrl,
@@ -129,29 +130,44 @@ export async function run(argv: string[]): Promise<void> {
     // Warm-up: sessions, JIT, Redis scripts, in both pipelines.
     await round(fair, 40, bJobs);
     await round(fifo, 40, bJobs);
-    const idle1 = await round(fair, 0, bJobs);
-    const busyFair = await round(fair, aJobs, bJobs);
-    const busyFifo = await round(fifo, aJobs, bJobs);
-    const idle2 = await round(fair, 0, bJobs);
-    const idle = [...idle1.b, ...idle2.b];
-    const idleP95 = percentile(idle, 95);
-    const fairP95 = percentile(busyFair.b, 95);
-    const failed = idle1.failed + idle2.failed + busyFair.failed + busyFifo.failed;
+    // Rounds interleaved, the busy order alternating (fair FIFO, FIFO fair, ...), so drift of a noisy machine hits
+    // both alike; B's latencies are pooled over the rounds and throughput is all verdicts over all wall time.
+    const idle: Round[] = [await round(fair, 0, bJobs)];
+    const busyFair: Round[] = [];
+    const busyFifo: Round[] = [];
+    for (let r = 0; r < rounds; r++) {
+      if (r % 2 === 0) {
+        busyFair.push(await round(fair, aJobs, bJobs));
+        busyFifo.push(await round(fifo, aJobs, bJobs));
+      } else {
+        busyFifo.push(await round(fifo, aJobs, bJobs));
+        busyFair.push(await round(fair, aJobs, bJobs));
+      }
+      idle.push(await round(fair, 0, bJobs));
+    }
+    const pooled = (rs: Round[]) => rs.flatMap((x) => x.b);
+    const rate = (rs: Round[]) => (rs.length * (aJobs + bJobs) * 1000) / rs.reduce((t, x) => t + x.wallMs, 0);
+    const idleP95 = percentile(pooled(idle), 95);
+    const fairP95 = percentile(pooled(busyFair), 95);
+    const failed = [...idle, ...busyFair, ...busyFifo].reduce((n, x) => n + x.failed, 0);
+    const perRound = (rs: Round[], f: (x: Round) => string) => rs.map(f).join(', ');
     console.log(
-      `  idle (B alone, 2 rounds): B p50 ${median(idle).toFixed(0)} ms, p95 ${idleP95.toFixed(0)} ms (rounds: ${percentile(idle1.b, 95).toFixed(0)}, ${percentile(idle2.b, 95).toFixed(0)})`,
+      `  idle (B alone, ${idle.length} rounds): B p50 ${median(pooled(idle)).toFixed(0)} ms, p95 ${idleP95.toFixed(0)} ms (rounds: ${perRound(idle, (x) => percentile(x.b, 95).toFixed(0))})`,
     );
-    console.log(
-      `  busy, fair: B p50 ${median(busyFair.b).toFixed(0)} ms, p95 ${fairP95.toFixed(0)} ms; ${aJobs + bJobs} verdicts in ${(busyFair.wallMs / 1000).toFixed(1)} s = ${busyFair.throughput.toFixed(2)}/s`,
-    );
-    console.log(
-      `  busy, FIFO: B p50 ${median(busyFifo.b).toFixed(0)} ms, p95 ${percentile(busyFifo.b, 95).toFixed(0)} ms; ${aJobs + bJobs} verdicts in ${(busyFifo.wallMs / 1000).toFixed(1)} s = ${busyFifo.throughput.toFixed(2)}/s`,
-    );
-    console.log(`  B's jobs, ms p50/p95 (${(idle1.aligned * 100).toFixed(0)}% aligned):`);
-    console.log(`    idle:       ${idle1.breakdown}`);
-    console.log(`    busy, fair: ${busyFair.breakdown}`);
-    console.log(`    busy, FIFO: ${busyFifo.breakdown}`);
+    for (const [name, rs] of [
+      ['fair', busyFair],
+      ['FIFO', busyFifo],
+    ] as const) {
+      console.log(
+        `  busy, ${name}: B p50 ${median(pooled(rs)).toFixed(0)} ms, p95 ${percentile(pooled(rs), 95).toFixed(0)} ms; ${rate(rs).toFixed(2)} verdicts/s (rounds: p95 ${perRound(rs, (x) => percentile(x.b, 95).toFixed(0))}; ${perRound(rs, (x) => x.throughput.toFixed(2))}/s)`,
+      );
+    }
+    console.log(`  B's jobs, ms p50/p95 (${(idle[0].aligned * 100).toFixed(0)}% aligned), first round:`);
+    console.log(`    idle:       ${idle[0].breakdown}`);
+    console.log(`    busy, fair: ${busyFair[0].breakdown}`);
+    console.log(`    busy, FIFO: ${busyFifo[0].breakdown}`);
     if (failed) console.log(`  (${failed} verdicts failed)`);
-    console.log(`fairness: B p95 busy/idle ${(fairP95 / idleP95).toFixed(2)}, throughput ${(busyFair.throughput / busyFifo.throughput).toFixed(3)}`);
+    console.log(`fairness: B p95 busy/idle ${(fairP95 / idleP95).toFixed(2)}, throughput ${(rate(busyFair) / rate(busyFifo)).toFixed(3)}`);
   } finally {
     await fifo.close();
     await fair.close();
