@@ -32,7 +32,7 @@ from .world import draw, save_png
 SEED = 20251123
 VOCAB = 1200
 # noise_pct: share of training prompts typed with casing/typo noise; dropout_pct: token dropout on the user's words
-FULL = {"steps0": 800, "steps1": 600, "steps2": 3500, "batch": 32, "clip_steps": 1500, "guard_steps": 1500, "pool": 3000,
+FULL = {"steps0": 800, "steps1": 600, "steps2": 3500, "batch": 32, "clip_steps": 1500, "guard_steps": 2000, "pool": 3000,
         "noise_pct": 20, "dropout_pct": 8}
 QUICK = {"steps0": 20, "steps1": 40, "steps2": 60, "batch": 16, "clip_steps": 30, "guard_steps": 30, "pool": 200,
          "noise_pct": 20, "dropout_pct": 8}
