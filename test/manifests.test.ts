@@ -224,6 +224,15 @@ describe('k8s manifests', () => {
       expect(d.spec.template.spec.terminationGracePeriodSeconds, role).toBeGreaterThan(LONGEST_JOB_SECONDS[stage]);
     }
   });
+
+  it("every role that runs onnxruntime sizes its sessions' threads to the pod's CPU request", () => {
+    // Without a CPU limit the pod has no quota to read, and onnxruntime would start one thread per node core.
+    for (const role of Object.keys(ROLE_STAGE)) {
+      const c = container(byName('Deployment', role)!);
+      const threads = (c.env as { name: string; value: string }[]).find((e) => e.name === 'ORT_INTRA_OP_THREADS')?.value;
+      expect(threads, role).toBe(String(c.resources.requests.cpu));
+    }
+  });
 });
 
 describe('docker-compose.yml', () => {

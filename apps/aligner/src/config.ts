@@ -22,6 +22,8 @@ export interface AlignerConfig {
   /** The provider the sessions must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
+  /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
+  spinWait?: boolean;
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
   evaluator: EvaluatorConfig;
@@ -38,6 +40,7 @@ export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Alig
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
     intraOpNumThreads: execution.intraOpNumThreads,
+    spinWait: execution.spinWait,
     scheduler: schedulerFromEnv(env),
     evaluator: evaluatorConfigFromEnv(env),
     bestOfN: { ...safetyAlignerConfigFromEnv(env), blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? BLOCKED_ANSWER },

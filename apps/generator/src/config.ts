@@ -19,6 +19,8 @@ export interface GeneratorConfig {
   /** Undefined: the pack's generation_config decides. */
   maxNewTokens?: number;
   intraOpNumThreads?: number;
+  /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
+  spinWait?: boolean;
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
   /** DETECTOR_FILE; undefined: the default artifact when it fits the pack (libs/revision resolveDetector). */
@@ -37,6 +39,7 @@ export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ge
     requireExecutionProvider: execution.requireExecutionProvider,
     maxNewTokens: readSetting<number>(env, GENERATOR_ENV.maxNewTokens),
     intraOpNumThreads: execution.intraOpNumThreads,
+    spinWait: execution.spinWait,
     scheduler: schedulerFromEnv(env),
     detectorFile: readSetting<string>(env, GENERATOR_ENV.detectorFile),
     detectorFlags: readSetting<boolean>(env, GENERATOR_ENV.detectorFlags) ?? false,

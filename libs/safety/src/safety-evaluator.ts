@@ -29,6 +29,9 @@ export interface EvaluatorConfig {
   executionProviders: string[];
   /** The provider CLIP and the reward model must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
   requireExecutionProvider?: string;
+  /** ORT_INTRA_OP_THREADS (default: the CPU allotment) and ORT_SPIN_WAIT (default: off for these sessions). */
+  intraOpNumThreads?: number;
+  spinWait?: boolean;
   eta: EtaConfig;
 }
 
@@ -39,6 +42,8 @@ export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ev
     rewardPackDir: readSetting<string>(env, EVALUATOR_ENV.rewardPackDir) ?? DEFAULT_REWARD_PACK_DIR,
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
+    intraOpNumThreads: execution.intraOpNumThreads,
+    ...(execution.spinWait === undefined ? {} : { spinWait: execution.spinWait }),
     eta: etaConfigFromEnv(env),
   };
 }
@@ -80,7 +85,12 @@ export interface SafetyEvaluator {
 }
 
 export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<SafetyEvaluator> {
-  const options = { executionProviders: config.executionProviders, requireExecutionProvider: config.requireExecutionProvider };
+  const options = {
+    executionProviders: config.executionProviders,
+    requireExecutionProvider: config.requireExecutionProvider,
+    intraOpNumThreads: config.intraOpNumThreads,
+    ...(config.spinWait === undefined ? {} : { spinWait: config.spinWait }),
+  };
   const [rawClip, rawReward] = await Promise.all([openClip(config.clipPackDir, options), openClassifier(config.rewardPackDir, options)]);
   // Every job the evaluator (or the aligner's scoring) holds shares CLIP and reward calls with the others.
   const clip = coalescedClip(rawClip);

@@ -311,7 +311,20 @@ export const SETTINGS: readonly Setting[] = [
     description: 'provider the sessions must land on; one of EXECUTION_PROVIDERS',
     roles: WORKERS,
   }),
-  s({ name: 'ORT_INTRA_OP_THREADS', schema: int(1), defaultNote: "onnxruntime's", description: 'threads per session', roles: ['generator', 'aligner'] }),
+  s({
+    name: 'ORT_INTRA_OP_THREADS',
+    schema: int(1),
+    defaultNote: "the CPU quota (cgroup cpu.max), else the CPUs it may run on; onnxruntime's own default is the host's cores",
+    description: 'threads per session',
+    roles: ['generator', 'evaluator', 'aligner'],
+  }),
+  s({
+    name: 'ORT_SPIN_WAIT',
+    schema: bool(),
+    defaultNote: "true for the VLM's sessions (onnxruntime's), false for CLIP and the reward model",
+    description: "whether a session's threads spin between runs instead of sleeping",
+    roles: ['generator', 'evaluator', 'aligner'],
+  }),
   // The engine's continuous-batching scheduler (libs/vlm SchedulerOptions; unset: DEFAULT_SCHEDULER_OPTIONS there).
   s({
     name: 'VLM_MAX_BATCH_SIZE',

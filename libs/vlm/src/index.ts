@@ -23,6 +23,7 @@ export { StoppingCriteria, TokenSetCriterion, StopStringCriterion, MaxTokensCrit
 export { readProbe, gateScale } from './linear-probe';
 export { IncrementalDetokenizer, type TokenDecoder } from './detokenizer';
 export { EXECUTION_ENV, ExecutionProviderMismatchError, executionFromEnv, type SessionOptions } from './sessions';
+export { cpuAllotment, cpusFromCgroupV1, cpusFromCgroupV2, type CpuSources } from './cpu-allotment';
 
 import { LocalVlmEngine, type EngineOptions } from './local-engine';
 import { WorkerVlmEngine } from './worker-engine';

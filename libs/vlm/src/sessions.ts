@@ -1,10 +1,11 @@
 import { InferenceSession } from 'onnxruntime-node';
 import { readSetting } from '@libs/settings';
+import { cpuAllotment } from './cpu-allotment';
 
 export interface SessionOptions {
   /** Execution providers in order of preference; the first that loads wins. Default: ['cpu']. */
   executionProviders?: string[];
-  /** Threads per session for one operator; default lets onnxruntime decide. */
+  /** Threads per session for one operator; unset lets onnxruntime decide (the host's cores: `executionFromEnv` sets it). */
   intraOpNumThreads?: number;
   /**
    * The provider this process must run on (e.g. 'cuda' in a GPU pod). When the session lands on another one (the CUDA
@@ -25,20 +26,26 @@ export const EXECUTION_ENV = {
   providers: 'EXECUTION_PROVIDERS',
   require: 'REQUIRE_EXECUTION_PROVIDER',
   intraOpThreads: 'ORT_INTRA_OP_THREADS',
+  spinWait: 'ORT_SPIN_WAIT',
 } as const;
 
-/** `EXECUTION_PROVIDERS=cuda,cpu` (default cpu), `REQUIRE_EXECUTION_PROVIDER=cuda` (default none), `ORT_INTRA_OP_THREADS`. */
-export function executionFromEnv(env: NodeJS.ProcessEnv = process.env): SessionOptions {
+/**
+ * `EXECUTION_PROVIDERS=cuda,cpu` (default cpu), `REQUIRE_EXECUTION_PROVIDER=cuda` (default none),
+ * `ORT_INTRA_OP_THREADS` (default: the process's CPU allotment, `cpuAllotment`), `ORT_SPIN_WAIT` (unset: each
+ * session's own default, see `SessionOptions.spinWait`).
+ */
+export function executionFromEnv(env: NodeJS.ProcessEnv = process.env, allotment: () => number = cpuAllotment): SessionOptions {
   const list = readSetting<string[]>(env, EXECUTION_ENV.providers) ?? ['cpu'];
   const required = readSetting<string>(env, EXECUTION_ENV.require);
   if (required && !list.includes(required)) {
     throw new Error(`${EXECUTION_ENV.require}=${required} is not among ${EXECUTION_ENV.providers}=${list.join(',')}`);
   }
-  const threads = readSetting<number>(env, EXECUTION_ENV.intraOpThreads);
+  const spinWait = readSetting<boolean>(env, EXECUTION_ENV.spinWait);
   return {
     executionProviders: list,
     requireExecutionProvider: required,
-    ...(threads ? { intraOpNumThreads: threads } : {}),
+    intraOpNumThreads: readSetting<number>(env, EXECUTION_ENV.intraOpThreads) ?? allotment(),
+    ...(spinWait === undefined ? {} : { spinWait }),
   };
 }
 

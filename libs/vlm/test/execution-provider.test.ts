@@ -13,12 +13,21 @@ const VLM = join(__dirname, '../../../models/tiny-vlm');
 
 describe('required execution provider', () => {
   it('reads the list, the requirement and the thread count from the environment, and refuses a requirement outside the list', () => {
-    expect(executionFromEnv({})).toEqual({ executionProviders: ['cpu'], requireExecutionProvider: undefined });
-    expect(executionFromEnv({ [EXECUTION_ENV.providers]: 'cuda, cpu', [EXECUTION_ENV.require]: 'cuda', [EXECUTION_ENV.intraOpThreads]: '2' })).toEqual({
+    // Unset, the thread count is the process's CPU allotment (onnxruntime's own default is the host's cores).
+    expect(executionFromEnv({}, () => 3)).toEqual({ executionProviders: ['cpu'], requireExecutionProvider: undefined, intraOpNumThreads: 3 });
+    expect(
+      executionFromEnv(
+        { [EXECUTION_ENV.providers]: 'cuda, cpu', [EXECUTION_ENV.require]: 'cuda', [EXECUTION_ENV.intraOpThreads]: '2', [EXECUTION_ENV.spinWait]: 'false' },
+        () => 3,
+      ),
+    ).toEqual({
       executionProviders: ['cuda', 'cpu'],
       requireExecutionProvider: 'cuda',
       intraOpNumThreads: 2,
+      spinWait: false,
     });
+    expect(executionFromEnv({ [EXECUTION_ENV.spinWait]: 'true' }, () => 1)).toMatchObject({ intraOpNumThreads: 1, spinWait: true });
+    expect(() => executionFromEnv({ [EXECUTION_ENV.spinWait]: 'sometimes' })).toThrow();
     expect(() => executionFromEnv({ [EXECUTION_ENV.providers]: 'cpu', [EXECUTION_ENV.require]: 'cuda' })).toThrow(/not among/);
   });
 

@@ -9,6 +9,8 @@ export interface VlmEngineSettings {
   /** Opening fails when the sessions land on another provider (REQUIRE_EXECUTION_PROVIDER): the worker never starts. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
+  /** Whether the sessions' threads spin between runs (ORT_SPIN_WAIT); undefined: onnxruntime's default. */
+  spinWait?: boolean;
   /** Budgets of the engine's continuous-batching scheduler (VLM_MAX_BATCH_SIZE, ...); unset: libs/vlm's defaults. */
   scheduler?: SchedulerOptions;
 }
@@ -30,6 +32,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
         executionProviders: settings.executionProviders,
         requireExecutionProvider: settings.requireExecutionProvider,
         intraOpNumThreads: settings.intraOpNumThreads,
+        ...(settings.spinWait === undefined ? {} : { spinWait: settings.spinWait }),
         scheduler: settings.scheduler,
       });
       const info = engine.info();
