@@ -43,7 +43,7 @@ export function evaluatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ev
     executionProviders: execution.executionProviders!,
     requireExecutionProvider: execution.requireExecutionProvider,
     intraOpNumThreads: execution.intraOpNumThreads,
-    ...(execution.spinWait === undefined ? {} : { spinWait: execution.spinWait }),
+    spinWait: execution.spinWait,
     eta: etaConfigFromEnv(env),
   };
 }
@@ -89,7 +89,7 @@ export async function openSafetyEvaluator(config: EvaluatorConfig): Promise<Safe
     executionProviders: config.executionProviders,
     requireExecutionProvider: config.requireExecutionProvider,
     intraOpNumThreads: config.intraOpNumThreads,
-    ...(config.spinWait === undefined ? {} : { spinWait: config.spinWait }),
+    spinWait: config.spinWait,
   };
   const [rawClip, rawReward] = await Promise.all([openClip(config.clipPackDir, options), openClassifier(config.rewardPackDir, options)]);
   // Every job the evaluator (or the aligner's scoring) holds shares CLIP and reward calls with the others.

@@ -40,9 +40,9 @@ export async function openVlmEngine(options: EngineOptions & { thread?: 'worker'
 
 // The scoring models run in bursts beside a busy decoder: their threads sleep between calls instead of spinning.
 export function openClip(packDir: string, options: SessionOptions = {}): Promise<ClipEmbedder> {
-  return ClipModel.open(packDir, { spinWait: false, ...options });
+  return ClipModel.open(packDir, { ...options, spinWait: options.spinWait ?? false });
 }
 
 export function openClassifier(packDir: string, options: SessionOptions = {}): Promise<ConversationClassifier> {
-  return SequenceClassifier.open(packDir, { spinWait: false, ...options });
+  return SequenceClassifier.open(packDir, { ...options, spinWait: options.spinWait ?? false });
 }

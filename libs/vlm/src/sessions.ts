@@ -40,12 +40,11 @@ export function executionFromEnv(env: NodeJS.ProcessEnv = process.env, allotment
   if (required && !list.includes(required)) {
     throw new Error(`${EXECUTION_ENV.require}=${required} is not among ${EXECUTION_ENV.providers}=${list.join(',')}`);
   }
-  const spinWait = readSetting<boolean>(env, EXECUTION_ENV.spinWait);
   return {
     executionProviders: list,
     requireExecutionProvider: required,
     intraOpNumThreads: readSetting<number>(env, EXECUTION_ENV.intraOpThreads) ?? allotment(),
-    ...(spinWait === undefined ? {} : { spinWait }),
+    spinWait: readSetting<boolean>(env, EXECUTION_ENV.spinWait),
   };
 }
 

@@ -32,7 +32,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
         executionProviders: settings.executionProviders,
         requireExecutionProvider: settings.requireExecutionProvider,
         intraOpNumThreads: settings.intraOpNumThreads,
-        ...(settings.spinWait === undefined ? {} : { spinWait: settings.spinWait }),
+        spinWait: settings.spinWait,
         scheduler: settings.scheduler,
       });
       const info = engine.info();
