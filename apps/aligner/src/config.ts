@@ -7,7 +7,7 @@ import {
 } from '@libs/safety';
 import { readSetting } from '@libs/settings';
 import { DEFAULT_VLM_PACK_DIR, executionFromEnv, schedulerFromEnv, VLM_ENV } from '@libs/worker';
-import type { SchedulerOptions } from '@libs/vlm';
+import type { PlainDecoderChoice, SchedulerOptions } from '@libs/vlm';
 
 /**
  * Env of the aligner role: the VLM's (VLM_PACK_DIR, EXECUTION_PROVIDERS), the evaluator's (CLIP_PACK_DIR,
@@ -24,6 +24,8 @@ export interface AlignerConfig {
   intraOpNumThreads?: number;
   /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
   spinWait?: boolean;
+  /** VLM_PLAIN_DECODER; undefined: libs/vlm's default. */
+  plainDecoder?: PlainDecoderChoice;
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
   evaluator: EvaluatorConfig;
@@ -41,6 +43,7 @@ export function alignerConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Alig
     requireExecutionProvider: execution.requireExecutionProvider,
     intraOpNumThreads: execution.intraOpNumThreads,
     spinWait: execution.spinWait,
+    plainDecoder: readSetting<PlainDecoderChoice>(env, VLM_ENV.plainDecoder),
     scheduler: schedulerFromEnv(env),
     evaluator: evaluatorConfigFromEnv(env),
     bestOfN: { ...safetyAlignerConfigFromEnv(env), blockedAnswer: readSetting<string>(env, ALIGNER_ENV.blockedAnswer) ?? BLOCKED_ANSWER },

@@ -1,6 +1,6 @@
 import { readSetting } from '@libs/settings';
 import { DEFAULT_VLM_PACK_DIR, executionFromEnv, schedulerFromEnv, VLM_ENV } from '@libs/worker';
-import type { SchedulerOptions } from '@libs/vlm';
+import type { PlainDecoderChoice, SchedulerOptions } from '@libs/vlm';
 import { DETECTOR_ENV } from '@libs/revision';
 
 /** Env variables of the generator role: the VLM engine's (@libs/worker), the answer length and the hidden-state detector. */
@@ -21,6 +21,8 @@ export interface GeneratorConfig {
   intraOpNumThreads?: number;
   /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
   spinWait?: boolean;
+  /** VLM_PLAIN_DECODER; undefined: libs/vlm's default. */
+  plainDecoder?: PlainDecoderChoice;
   /** The engine scheduler's budgets (VLM_MAX_BATCH_SIZE, ...); unset fields: libs/vlm's defaults. */
   scheduler: SchedulerOptions;
   /** DETECTOR_FILE; undefined: the default artifact when it fits the pack (libs/revision resolveDetector). */
@@ -40,6 +42,7 @@ export function generatorConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Ge
     maxNewTokens: readSetting<number>(env, GENERATOR_ENV.maxNewTokens),
     intraOpNumThreads: execution.intraOpNumThreads,
     spinWait: execution.spinWait,
+    plainDecoder: readSetting<PlainDecoderChoice>(env, VLM_ENV.plainDecoder),
     scheduler: schedulerFromEnv(env),
     detectorFile: readSetting<string>(env, GENERATOR_ENV.detectorFile),
     detectorFlags: readSetting<boolean>(env, GENERATOR_ENV.detectorFlags) ?? false,

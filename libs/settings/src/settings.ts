@@ -361,6 +361,13 @@ export const SETTINGS: readonly Setting[] = [
     description: 'longest a request is held back for VLM_MIN_BATCH_SIZE',
     roles: ['generator', 'aligner'],
   }),
+  s({
+    name: 'VLM_PLAIN_DECODER',
+    schema: z.enum(['auto', 'true', 'false']).transform((v) => (v === 'auto' ? 'auto' : v === 'true')),
+    default: 'auto',
+    description: 'also load the plain decoder for decode steps that revise no row and read no taps (auto: decoders up to 64 MB)',
+    roles: ['generator', 'aligner'],
+  }),
   s({ name: 'GENERATOR_MAX_NEW_TOKENS', schema: int(1), defaultNote: "the pack's generation_config", description: 'answer length', roles: ['generator'] }),
   s({
     name: 'DETECTOR_FILE',

@@ -248,8 +248,11 @@ export class DecodeBatch {
     return (this.revisionVectors = { layer, head });
   }
 
-  /** Feeds one token per row. Every position decoded after the prompt is revised (all three modes). */
-  async step(tokens: number[]): Promise<ForwardOutput> {
+  /**
+   * Feeds one token per row. Every position decoded after the prompt is revised (all three modes). `taps`: whether
+   * the caller reads this step's taps (without them and without any revision the plain decoder runs).
+   */
+  async step(tokens: number[], taps = true): Promise<ForwardOutput> {
     const hidden = this.model.hidden;
     const size = this.size;
     const embeds = new Float32Array(size * hidden);
@@ -265,7 +268,16 @@ export class DecodeBatch {
       positions[r] = BigInt(row.nextPosition++);
     });
     const revision = this.revision(1, () => 1);
-    const out = await this.model.forward({ batch: size, seq: 1, embeds, attentionMask: attention, positionIds: positions, cache: this.cacheState, revision });
+    const out = await this.model.forward({
+      batch: size,
+      seq: 1,
+      embeds,
+      attentionMask: attention,
+      positionIds: positions,
+      cache: this.cacheState,
+      revision,
+      taps,
+    });
     this.cacheState = out.cache;
     return out;
   }

@@ -3,7 +3,7 @@ export { loadVlmPack, textModelConfig, sha256File, PackError, type VlmPack, type
 export { ChatTokenizer } from './chat-tokenizer';
 export { Idefics3ImageProcessor, ClipImageProcessor, scaleLongestEdge } from './image-processor';
 export { VlmProcessor } from './vlm-processor';
-export { VlmModel } from './vlm-model';
+export { VlmModel, PLAIN_DECODER_AUTO_MAX_BYTES, type PlainDecoderChoice } from './vlm-model';
 export { LocalVlmEngine, type EngineOptions } from './local-engine';
 export { WorkerVlmEngine, EngineError } from './worker-engine';
 export { ClipModel, cosine } from './clip';

@@ -1,7 +1,7 @@
 import { GenerationRuntime } from './generation';
 import type { SchedulerOptions, SchedulerStats } from './scheduler';
 import type { SessionOptions } from './sessions';
-import { VlmModel } from './vlm-model';
+import { VlmModel, type PlainDecoderChoice } from './vlm-model';
 import { VlmProcessor } from './vlm-processor';
 import type {
   AlignmentStats,
@@ -21,6 +21,11 @@ export interface EngineOptions extends SessionOptions {
   packDir: string;
   /** Use the revisable decoder when the pack has one (default true). */
   revisable?: boolean;
+  /**
+   * Also load the pack's plain decoder, for decode steps that revise no row and read no taps (VlmModel.open).
+   * @defaultValue 'auto'
+   */
+  plainDecoder?: PlainDecoderChoice;
   /** Budgets of the continuous-batching scheduler; unset fields get DEFAULT_SCHEDULER_OPTIONS. */
   scheduler?: SchedulerOptions;
 }

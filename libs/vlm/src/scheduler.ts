@@ -216,6 +216,8 @@ export interface SchedulerStats {
   /** Sum of rows over decode steps: rowsStepped / decodeSteps is the mean batch. */
   rowsStepped: number;
   maxBatch: number;
+  /** Decode steps that ran the plain decoder: no row of the batch revised, none reading taps. */
+  plainSteps: number;
   /** Milliseconds spent admitting (embedding, vision encoder, prefill) and stepping: the engine's busy time. */
   busyMs: number;
 }
@@ -229,7 +231,7 @@ export interface SchedulerStats {
  */
 export class DecodeScheduler {
   readonly options: Required<SchedulerOptions>;
-  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, busyMs: 0 };
+  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, plainSteps: 0, busyMs: 0 };
   private readonly waiting: Waiting[] = [];
   private readonly tasks: (() => Promise<void>)[] = [];
   private active: ActiveRow[] = [];
@@ -399,7 +401,10 @@ export class DecodeScheduler {
     const rows = this.active;
     let out: ForwardOutput;
     try {
-      out = await batch.step(rows.map((r) => r.lastToken));
+      out = await batch.step(
+        rows.map((r) => r.lastToken),
+        rows.some((r) => r.taps),
+      );
     } catch (err) {
       // A failed forward call leaves the cache unknown: every row in it fails, and the batch starts over.
       this.active = [];
@@ -409,6 +414,7 @@ export class DecodeScheduler {
     }
     this.stats.forwardCalls++;
     this.stats.decodeSteps++;
+    if (out.plain) this.stats.plainSteps++;
     this.stats.rowsStepped += rows.length;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, rows.length);
     const keep: number[] = [];

@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import { readModel } from '@libs/onnx-graph';
 import { fromHalfArray, toHalfArray } from './float16';
@@ -21,6 +22,12 @@ export interface ForwardInput {
   positionIds: BigInt64Array; // [batch * seq]
   cache: KvCache;
   revision?: RevisionInputs;
+  /**
+   * Whether the caller reads this call's taps. A call with no revision and no taps runs the plain decoder when one is
+   * loaded beside the revisable one (the zero revision feeds cost a revisable step ~6.6%, issue 15).
+   * @defaultValue true
+   */
+  taps?: boolean;
 }
 
 export interface ForwardOutput {
@@ -28,6 +35,8 @@ export interface ForwardOutput {
   cache: KvCache;
   tapLayer?: Float32Array; // [batch * layers * hidden]
   tapHead?: Float32Array; // [batch * layers * heads * headDim]
+  /** The call ran the plain decoder (see ForwardInput.taps). */
+  plain?: boolean;
 }
 
 /** What the runtime must know of a decoder's I/O to feed it, read from the session and graph, never from names. */
@@ -45,6 +54,21 @@ export interface DecoderIo {
   groupQueryAttention: boolean;
   /** How DecodeBatch lays rows out in the cache: 'left' (packed) for GroupQueryAttention, else 'right'. */
   cacheAlignment: CacheAlignment;
+}
+
+/** `true`/`false`, or 'auto': load the plain decoder beside the revisable one when its weights are small. */
+export type PlainDecoderChoice = boolean | 'auto';
+
+/**
+ * 'auto' loads the plain decoder up to this size (bytes, the decoder file and its external data). The revision
+ * inputs add a fixed number of small kernels per step (~0.4 M instructions by callgrind, `npm run bench --
+ * revision-overhead`): +7% of a tiny-pack step, +0.96% at SmolVLM-256M size, while a second copy of the decoder
+ * costs its size in memory again. Below this size the copy is cheap and the saving large; above it, the reverse.
+ */
+export const PLAIN_DECODER_AUTO_MAX_BYTES = 64 * 1024 * 1024;
+
+function fileBytes(path: string): number {
+  return [path, `${path}_data`, `${path}.data`].filter((p) => existsSync(p)).reduce((n, p) => n + statSync(p).size, 0);
 }
 
 const declaredFloat16 = new WeakMap<InferenceSession, Set<string>>();
@@ -104,6 +128,8 @@ export class VlmModel {
   private constructor(
     readonly pack: VlmPack,
     private readonly decoder: InferenceSession,
+    /** The pack's decoder without the revision inputs and taps, beside the revisable one (`decoder`); same cache. */
+    private readonly plainDecoder: InferenceSession | undefined,
     private readonly embed: InferenceSession,
     private readonly vision: InferenceSession | undefined,
     readonly executionProvider: string,
@@ -111,16 +137,20 @@ export class VlmModel {
     readonly decoderIo: DecoderIo,
   ) {}
 
-  static async open(packDir: string, options: SessionOptions & { revisable?: boolean } = {}): Promise<VlmModel> {
+  static async open(packDir: string, options: SessionOptions & { revisable?: boolean; plainDecoder?: PlainDecoderChoice } = {}): Promise<VlmModel> {
     const pack = loadVlmPack(packDir);
     const useRevisable = options.revisable !== false && pack.files.revisableDecoder !== undefined;
     const decoderPath = useRevisable ? pack.files.revisableDecoder! : pack.files.decoder;
     const decoder = await openSession(decoderPath, options);
+    const choice = options.plainDecoder ?? 'auto';
+    const withPlain = useRevisable && (choice === 'auto' ? fileBytes(pack.files.decoder) <= PLAIN_DECODER_AUTO_MAX_BYTES : choice);
+    const plain = withPlain ? await openSession(pack.files.decoder, options) : undefined;
     const embed = await openSession(pack.files.embedTokens, options);
     const vision = pack.files.visionEncoder ? await openSession(pack.files.visionEncoder, options) : undefined;
     const model = new VlmModel(
       pack,
       decoder.session,
+      plain?.session,
       embed.session,
       vision?.session,
       decoder.executionProvider,
@@ -176,8 +206,10 @@ export class VlmModel {
     const { layers, hidden, heads, headDim, kvHeads } = this.pack.text;
     const { batch, seq } = input;
     const past = input.cache.length;
+    const plain = this.plainDecoder !== undefined && !input.revision && input.taps === false;
+    const decoder = plain ? this.plainDecoder! : this.decoder;
     const feeds: Record<string, Tensor> = {
-      inputs_embeds: floatFeed(this.decoder, 'inputs_embeds', input.embeds, [batch, seq, hidden]),
+      inputs_embeds: floatFeed(decoder, 'inputs_embeds', input.embeds, [batch, seq, hidden]),
       attention_mask: new Tensor('int64', input.attentionMask, [batch, past + seq]),
     };
     // onnxruntime-genai decoders take no position_ids: GroupQueryAttention derives positions from the mask.
@@ -186,7 +218,7 @@ export class VlmModel {
       feeds[`past_key_values.${l}.key`] = input.cache.tensors[2 * l];
       feeds[`past_key_values.${l}.value`] = input.cache.tensors[2 * l + 1];
     }
-    if (this.revisable) {
+    if (this.revisable && !plain) {
       const r = input.revision;
       const d = this.decoder;
       feeds.revision_layer = floatFeed(d, 'revision_layer', r?.layer ?? new Float32Array(batch * layers * hidden), [batch, layers, hidden]);
@@ -195,7 +227,7 @@ export class VlmModel {
     } else if (input.revision) {
       throw new Error(`model pack ${this.pack.name} has no revisable decoder: run 'modctl model prepare ${this.pack.dir}'`);
     }
-    const out = await this.decoder.run(feeds);
+    const out = await decoder.run(feeds);
     const present: Tensor[] = [];
     for (let l = 0; l < layers; l++) present.push(out[`present.${l}.key`], out[`present.${l}.value`]);
     return {
@@ -203,10 +235,11 @@ export class VlmModel {
       cache: KvCache.fromPresent(present, kvHeads, headDim),
       tapLayer: out.tap_layer && floatValues(out.tap_layer),
       tapHead: out.tap_head && floatValues(out.tap_head),
+      plain,
     };
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.decoder.release(), this.embed.release(), this.vision?.release()]);
+    await Promise.all([this.decoder.release(), this.plainDecoder?.release(), this.embed.release(), this.vision?.release()]);
   }
 }

@@ -72,6 +72,34 @@ describe('continuous batching on the tiny pack', () => {
     expect(after.maxBatch).toBeGreaterThanOrEqual(3);
   });
 
+  it('a batch with no revision and no taps steps on the plain decoder with its reference tokens; a revised or tapped row keeps the revisable one', async () => {
+    const plainSteps = async (request: GenerationRequest) => {
+      const before = engine.schedulerStats();
+      const [result] = await engine.generate([request]);
+      const after = engine.schedulerStats();
+      return { result, steps: after.decodeSteps - before.decodeSteps, plain: after.plainSteps - before.plainSteps };
+    };
+    const unrevised = await plainSteps({ prompt, image, maxNewTokens: golden.max_new_tokens, ignoreEos: true });
+    expect(unrevised.result.tokens).toEqual(golden.cases.none.tokens);
+    expect(unrevised.steps).toBeGreaterThan(0);
+    expect(unrevised.plain).toBe(unrevised.steps);
+    const revised = await plainSteps({ prompt, image, revision: feedFor('layer_last'), maxNewTokens: golden.max_new_tokens, ignoreEos: true });
+    expect(revised.result.tokens).toEqual(golden.cases.layer_last.tokens);
+    expect(revised.plain).toBe(0);
+    const tapped = await plainSteps({ prompt, image, maxNewTokens: 4, ignoreEos: true, taps: true });
+    expect(tapped.result.taps!.length).toBe(4);
+    expect(tapped.plain).toBe(0);
+    // VLM_PLAIN_DECODER=false: the revisable decoder fed zeros, the same tokens.
+    const revisableOnly = await LocalVlmEngine.open({ packDir: TINY_VLM, plainDecoder: false });
+    try {
+      const [result] = await revisableOnly.generate([{ prompt, image, maxNewTokens: golden.max_new_tokens, ignoreEos: true }]);
+      expect(result.tokens).toEqual(golden.cases.none.tokens);
+      expect(revisableOnly.schedulerStats().plainSteps).toBe(0);
+    } finally {
+      await revisableOnly.close();
+    }
+  });
+
   it('separate generate calls (one per job) fuse into one batch', async () => {
     const before = engine.schedulerStats();
     const calls = Array.from({ length: 6 }, (_, i) =>

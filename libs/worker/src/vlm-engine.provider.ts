@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { openVlmEngine, type SchedulerOptions, type VlmEngine } from '@libs/vlm';
+import { openVlmEngine, type PlainDecoderChoice, type SchedulerOptions, type VlmEngine } from '@libs/vlm';
 
 export const VLM_ENGINE = Symbol('VLM_ENGINE');
 
@@ -11,6 +11,8 @@ export interface VlmEngineSettings {
   intraOpNumThreads?: number;
   /** Whether the sessions' threads spin between runs (ORT_SPIN_WAIT); undefined: onnxruntime's default. */
   spinWait?: boolean;
+  /** VLM_PLAIN_DECODER; undefined: libs/vlm's default ('auto'). */
+  plainDecoder?: PlainDecoderChoice;
   /** Budgets of the engine's continuous-batching scheduler (VLM_MAX_BATCH_SIZE, ...); unset: libs/vlm's defaults. */
   scheduler?: SchedulerOptions;
 }
@@ -33,6 +35,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
         requireExecutionProvider: settings.requireExecutionProvider,
         intraOpNumThreads: settings.intraOpNumThreads,
         spinWait: settings.spinWait,
+        plainDecoder: settings.plainDecoder,
         scheduler: settings.scheduler,
       });
       const info = engine.info();

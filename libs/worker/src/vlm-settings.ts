@@ -16,6 +16,7 @@ export const VLM_ENV = {
   executionProviders: EXECUTION_ENV.providers,
   requireExecutionProvider: EXECUTION_ENV.require,
   intraOpThreads: EXECUTION_ENV.intraOpThreads,
+  plainDecoder: 'VLM_PLAIN_DECODER',
   ...SCHEDULER_ENV,
 } as const;
 
