@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import type { Verdict } from '@libs/contracts';
 import { DEFAULT_REDIS_URL } from '@libs/queue';
+import { DEFAULT_PROFILE, RevisionProfiles } from '@libs/revision';
 import { LocalVlmEngine, type GenerationRequest, type WorkerVlmEngine } from '@libs/vlm';
 import { VLM_ENGINE } from '@libs/worker';
 import { readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
@@ -198,9 +199,13 @@ async function batching(argv: string[], redisUrl: string): Promise<void> {
   const rounds = arg(argv, 'rounds', 3);
   const loadFraction = Number(argv.includes('--load-fraction') ? argv[argv.indexOf('--load-fraction') + 1] : 0.5);
   const items = demoJobs(count);
-  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)) }));
   const pipeline = await startLocalPipeline({ quiet: true, env: { REDIS_URL: redisUrl, ...FACTORY_PACKS, INTAKE_MAX_BACKLOG: String(20 * count) } });
   const direct = await LocalVlmEngine.open({ packDir: FACTORY_PACKS.VLM_PACK_DIR });
+  // The same answers as the pipeline's: the revision profile its generator applies to a job without one (the
+  // model's `default`, config/profiles.json), resolved from the same registry against the same model.
+  const profile = RevisionProfiles.fromEnv(direct.info(), {}).resolve(DEFAULT_PROFILE, 'bench');
+  console.log(`  direct runtime: profile ${profile.profile.name}`);
+  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)), revision: profile.feed }));
   try {
     let aligned = 0;
     const engineOf = () => pipeline.apps.generator!.get<WorkerVlmEngine>(VLM_ENGINE, { strict: false });
