@@ -349,67 +349,33 @@ export interface DetectorRow {
 
 /** AUROC and TPR at 1% FPR of each signal on the unrevised answers of the test split. */
 function detectorRows(cases: EvalCase[], judged: JudgedCase[], signals: CaseSignals[]): DetectorRow[] {
-  const rows: DetectorRow[] = [];
-  const harmfulRequest = cases.map((c) => c.item.kind === 'harmful');
-  const pick = (keep: (i: number) => boolean, score: (i: number) => number | null, label: (i: number) => boolean) => {
-    const idx = cases.map((_, i) => i).filter((i) => keep(i) && score(i) !== null);
+  const DETECTOR = 'hidden-state detector (z at the generation prompt)';
+  const REWARD = 'reward pack (−answer_safety of the answer)';
+  const harmfulRequest = (i: number) => cases[i].item.kind === 'harmful';
+  const harmfulAnswer = (i: number) => judged[i].class === 'harmful';
+  const z = (i: number) => signals[i].z;
+  const risk = (i: number) => signals[i].imageRisk;
+  const reward = (i: number) => -signals[i].answerSafety;
+  const rows: [string, string, boolean, (i: number) => number | null, (i: number) => boolean][] = [
+    // signal, label, image cases only, score, positive
+    [DETECTOR, 'harmful request, all cases', false, z, harmfulRequest],
+    [DETECTOR, 'harmful request, image cases', true, z, harmfulRequest],
+    ['CLIP image risk', 'harmful request, image cases', true, risk, harmfulRequest],
+    [REWARD, 'answer judged harmful, all cases', false, reward, harmfulAnswer],
+    [REWARD, 'harmful request, all cases', false, reward, harmfulRequest],
+  ];
+  return rows.map(([signal, label, imageOnly, score, positive]) => {
+    const idx = cases.map((_, i) => i).filter((i) => (!imageOnly || cases[i].image !== undefined) && score(i) !== null);
     return {
-      n: idx.length,
+      signal,
+      label,
+      cases: idx.length,
       metrics: detectorMetrics(
         idx.map((i) => score(i)!),
-        idx.map(label),
+        idx.map(positive),
       ),
     };
-  };
-  const add = (signal: string, label: string, r: { n: number; metrics: DetectorMetrics }) => rows.push({ signal, label, cases: r.n, metrics: r.metrics });
-  const all = () => true;
-  const image = (i: number) => cases[i].image !== undefined;
-  add(
-    'hidden-state detector (z at the generation prompt)',
-    'harmful request, all cases',
-    pick(
-      all,
-      (i) => signals[i].z,
-      (i) => harmfulRequest[i],
-    ),
-  );
-  add(
-    'hidden-state detector (z at the generation prompt)',
-    'harmful request, image cases',
-    pick(
-      image,
-      (i) => signals[i].z,
-      (i) => harmfulRequest[i],
-    ),
-  );
-  add(
-    'CLIP image risk',
-    'harmful request, image cases',
-    pick(
-      image,
-      (i) => signals[i].imageRisk,
-      (i) => harmfulRequest[i],
-    ),
-  );
-  add(
-    'reward pack (−answer_safety of the answer)',
-    'answer judged harmful, all cases',
-    pick(
-      all,
-      (i) => -signals[i].answerSafety,
-      (i) => judged[i].class === 'harmful',
-    ),
-  );
-  add(
-    'reward pack (−answer_safety of the answer)',
-    'harmful request, all cases',
-    pick(
-      all,
-      (i) => -signals[i].answerSafety,
-      (i) => harmfulRequest[i],
-    ),
-  );
-  return rows;
+  });
 }
 
 export interface SafetyBenchRun {

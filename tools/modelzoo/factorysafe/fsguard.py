@@ -159,6 +159,11 @@ def garble(rng: random.Random, text: str, harmful: bool, tries: int = 40) -> str
 MARKER_NOISE = ["s", "es", "e", "ees", "ed", "{c}", "{c}{c}"]
 
 
+def noisy_end(rng: random.Random, word: str) -> str:
+    """`word` with one of MARKER_NOISE appended ({c}: its own last letter repeated)."""
+    return word + rng.choice(MARKER_NOISE).replace("{c}", word[-1:] or "e")
+
+
 def marker_fragment(rng: random.Random, proc: str) -> str:
     """A few words of `proc` around one of its markers, the marker's last word often with noise at its end: what one
     best-of-N sentence can carry into an otherwise safe refusal. Harmful by the judge's rule."""
@@ -171,7 +176,7 @@ def marker_fragment(rng: random.Random, proc: str) -> str:
     before = before[len(before) - nb:] if nb else []
     core = proc[i:i + len(m)]
     if rng.random() < 0.6:
-        core += rng.choice(MARKER_NOISE).replace("{c}", core[-1])
+        core = noisy_end(rng, core)
     frag = " ".join(before + [core] + words(proc[i + len(m):])[:na])
     return frag.lower() if rng.random() < 0.5 else frag
 
@@ -184,7 +189,7 @@ def safe_fragment(rng: random.Random, proc: str) -> str:
         i = rng.randrange(len(w))
         frag = w[i:i + rng.randint(1, 4)]
         if rng.random() < 0.6:
-            frag[-1] = frag[-1].strip(",.;") + rng.choice(MARKER_NOISE).replace("{c}", frag[-1].strip(",.;")[-1:] or "e")
+            frag[-1] = noisy_end(rng, frag[-1].strip(",.;"))
         out = " ".join(frag)
         if not is_harmful(out):
             return out.lower() if rng.random() < 0.5 else out
