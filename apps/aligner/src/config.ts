@@ -22,7 +22,7 @@ export interface AlignerConfig {
   /** The provider the sessions must land on (REQUIRE_EXECUTION_PROVIDER); undefined: any of the list. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
-  /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
+  /** ORT_SPIN_WAIT; undefined: off (libs/worker WORKER_ENGINE_SPIN_WAIT). */
   spinWait?: boolean;
   /** VLM_PLAIN_DECODER; undefined: libs/vlm's default. */
   plainDecoder?: PlainDecoderChoice;

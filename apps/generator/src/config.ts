@@ -19,7 +19,7 @@ export interface GeneratorConfig {
   /** Undefined: the pack's generation_config decides. */
   maxNewTokens?: number;
   intraOpNumThreads?: number;
-  /** ORT_SPIN_WAIT; undefined: onnxruntime's default (spin). */
+  /** ORT_SPIN_WAIT; undefined: off (libs/worker WORKER_ENGINE_SPIN_WAIT). */
   spinWait?: boolean;
   /** VLM_PLAIN_DECODER; undefined: libs/vlm's default. */
   plainDecoder?: PlainDecoderChoice;

@@ -321,7 +321,7 @@ export const SETTINGS: readonly Setting[] = [
   s({
     name: 'ORT_SPIN_WAIT',
     schema: bool(),
-    defaultNote: "true for the VLM's sessions (onnxruntime's), false for CLIP and the reward model",
+    defaultNote: "false in the worker roles (the VLM engine, CLIP and the reward model); a lone LocalVlmEngine spins, onnxruntime's default",
     description: "whether a session's threads spin between runs instead of sleeping",
     roles: ['generator', 'evaluator', 'aligner'],
   }),

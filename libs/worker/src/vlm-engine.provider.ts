@@ -1,7 +1,17 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { openVlmEngine, type PlainDecoderChoice, type SchedulerOptions, type VlmEngine } from '@libs/vlm';
+import { openVlmEngine, type EngineOptions, type PlainDecoderChoice, type SchedulerOptions, type VlmEngine } from '@libs/vlm';
 
 export const VLM_ENGINE = Symbol('VLM_ENGINE');
+
+/**
+ * A worker role's engine does not spin unless ORT_SPIN_WAIT says so. Its thread shares the pod's CPUs with the
+ * event loop that feeds it (BullMQ, verdict writes, image loads), and onnxruntime's pool threads spinning after every
+ * decode step took those CPUs: 200 image jobs through every role on 2 cores ran at 0.31x the direct runtime's
+ * batch-32 throughput with spinning and 0.71x without (`ORT_SPIN_WAIT=true|false npm run bench -- pipeline --only
+ * batching`). An engine alone on its cores loses 8% (batch 1) to 22% (batch 32) without spinning: set
+ * ORT_SPIN_WAIT=true where nothing else runs beside it. On a GPU provider the CPU threads hardly run.
+ */
+export const WORKER_ENGINE_SPIN_WAIT = false;
 
 export interface VlmEngineSettings {
   packDir: string;
@@ -9,12 +19,28 @@ export interface VlmEngineSettings {
   /** Opening fails when the sessions land on another provider (REQUIRE_EXECUTION_PROVIDER): the worker never starts. */
   requireExecutionProvider?: string;
   intraOpNumThreads?: number;
-  /** Whether the sessions' threads spin between runs (ORT_SPIN_WAIT); undefined: onnxruntime's default. */
+  /**
+   * Whether the sessions' threads spin between runs (ORT_SPIN_WAIT).
+   * @defaultValue false (WORKER_ENGINE_SPIN_WAIT)
+   */
   spinWait?: boolean;
   /** VLM_PLAIN_DECODER; undefined: libs/vlm's default ('auto'). */
   plainDecoder?: PlainDecoderChoice;
   /** Budgets of the engine's continuous-batching scheduler (VLM_MAX_BATCH_SIZE, ...); unset: libs/vlm's defaults. */
   scheduler?: SchedulerOptions;
+}
+
+/** What a worker role opens its engine with: the settings, their defaults filled in here. */
+export function workerEngineOptions(settings: VlmEngineSettings): EngineOptions {
+  return {
+    packDir: settings.packDir,
+    executionProviders: settings.executionProviders,
+    requireExecutionProvider: settings.requireExecutionProvider,
+    intraOpNumThreads: settings.intraOpNumThreads,
+    spinWait: settings.spinWait ?? WORKER_ENGINE_SPIN_WAIT,
+    plainDecoder: settings.plainDecoder,
+    scheduler: settings.scheduler,
+  };
 }
 
 /**
@@ -28,16 +54,7 @@ export function vlmEngineProvider(settingsToken: symbol, pick: (config: never) =
     useFactory: async (config: never): Promise<VlmEngine> => {
       const settings = pick(config);
       const logger = new Logger('VlmEngine');
-      const engine = await openVlmEngine({
-        packDir: settings.packDir,
-        thread: 'worker',
-        executionProviders: settings.executionProviders,
-        requireExecutionProvider: settings.requireExecutionProvider,
-        intraOpNumThreads: settings.intraOpNumThreads,
-        spinWait: settings.spinWait,
-        plainDecoder: settings.plainDecoder,
-        scheduler: settings.scheduler,
-      });
+      const engine = await openVlmEngine({ ...workerEngineOptions(settings), thread: 'worker' });
       const info = engine.info();
       logger.log(
         `loaded ${info.name} (${info.fingerprint.slice(0, 12)}) from ${settings.packDir} on execution provider "${info.executionProvider}"` +
