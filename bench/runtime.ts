@@ -1,29 +1,39 @@
 /**
  * `npm run bench -- runtime [--pack models/tiny-vlm] [--rounds 7] [--batches 1,8,32,64]`
  * Prefill and decode tokens/s at each batch size (the batch-scaling curve, through the continuous-batching
- * scheduler), the decode-time cost of revision, and our greedy batch-1 decode speed against
- * @huggingface/transformers on the same pack (goal >= 2x). Every figure comes from one run, variants
- * interleaved, medians of `rounds`.
+ * scheduler); at batch 1 and 32 the roofline: decode against the memory-bandwidth and compute bounds computed from
+ * the pack's own decoder (bench/_roofline.ts probes, taken in this run); the decode-time cost of revision; and our
+ * greedy batch-1 decode speed against @huggingface/transformers on the same pack (goal >= 2x). Every figure comes
+ * from one run, variants interleaved, medians of `rounds`. Works on every shipped VLM pack: a pack without a vision
+ * encoder gets a text prompt, and the transformers.js comparison is skipped, with the reason, where it cannot load
+ * the pack.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { LocalVlmEngine, type GenerationRequest, type RevisionFeed } from '@libs/vlm';
+import { attentionFlopsPerToken, decoderCost, kvCacheBytes, readModel } from '@libs/onnx-graph';
+import { cpuAllotment, loadVlmPack, LocalVlmEngine, type GenerationRequest, type RevisionFeed } from '@libs/vlm';
 import { argValue, interleaved } from './_stats';
+import { copyBandwidth, matmulFlops } from './_roofline';
 
 export async function run(argv: string[]): Promise<void> {
   const packDir = resolve(argValue(argv, 'pack', 'models/tiny-vlm'));
   const rounds = Number(argValue(argv, 'rounds', '7'));
   const batches = argValue(argv, 'batches', '1,8,32,64').split(',').map(Number);
-  // The tiny pack's reference image, else the first of the pack's reference images (models/factory-vlm).
+  const pack = loadVlmPack(packDir);
+  // The tiny pack's reference image, else the first of the pack's reference images (models/factory-vlm); none for a
+  // pack without a vision encoder (the decoder-layout packs).
   const reference = join(packDir, 'reference');
   const imageFile = existsSync(join(reference, 'image.png')) ? 'image.png' : readdirSync(reference).filter((f) => f.endsWith('.png'))[0];
-  const image = readFileSync(join(reference, imageFile));
-  const prompt = 'What machine is shown here and is it safe to use?';
-  const plain = await LocalVlmEngine.open({ packDir, revisable: false });
-  const revisable = await LocalVlmEngine.open({ packDir });
+  const image = pack.files.visionEncoder && imageFile ? readFileSync(join(reference, imageFile)) : undefined;
+  const prompt = image ? 'What machine is shown here and is it safe to use?' : 'Is it safe to reach past the guard of a running press?';
+  // The probes and both engines on the same threads: what a pod with this CPU allotment runs.
+  const threads = cpuAllotment();
+  const plain = await LocalVlmEngine.open({ packDir, revisable: false, intraOpNumThreads: threads });
+  const revisable = await LocalVlmEngine.open({ packDir, intraOpNumThreads: threads });
   const info = revisable.info();
   console.log(
-    `pack ${info.name}: ${info.layers} layers, hidden ${info.hidden}, vocab ${info.vocabSize}; EP ${info.executionProvider}; revisable decoder: ${info.revisable}`,
+    `pack ${info.name}: ${info.layers} layers, hidden ${info.hidden}, vocab ${info.vocabSize}; EP ${info.executionProvider}, ${threads} threads; ` +
+      `revisable decoder: ${info.revisable}; ${image ? 'image + text prompt' : 'text prompt (no vision encoder)'}`,
   );
 
   const request = (n: number, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({ prompt, image, maxNewTokens: n, ignoreEos: true, ...extra });
@@ -31,8 +41,9 @@ export async function run(argv: string[]): Promise<void> {
   const DECODE = 64;
 
   // Decode time per token = (time for 1 + DECODE tokens - time for 1 token) / DECODE, so prefill cancels out.
-  console.log('\nthroughput (prompt of one image + question):');
+  console.log(`\nthroughput (prompt of ${image ? 'one image + question' : 'one question'}):`);
   let batch1Decode = 0;
+  const measured = new Map<number, { decodeTokensPerSecond: number; promptTokens: number }>();
   for (const size of batches) {
     let promptTokens = 0;
     const t = await interleaved(
@@ -46,11 +57,14 @@ export async function run(argv: string[]): Promise<void> {
     );
     const decodeMs = (t.full - t.prefill) / DECODE;
     if (size === batches[0]) batch1Decode = (1000 * size) / decodeMs;
+    measured.set(size, { decodeTokensPerSecond: (size * 1000) / decodeMs, promptTokens });
     console.log(
       `  batch ${size}: prefill ${((size * promptTokens) / (t.prefill / 1000)).toFixed(0)} tokens/s (${promptTokens} tokens/row, ${t.prefill.toFixed(1)} ms)` +
         `, decode ${((size * 1000) / decodeMs).toFixed(0)} tokens/s (${decodeMs.toFixed(2)} ms/step; ${((size * 1000) / decodeMs / batch1Decode).toFixed(2)}x batch ${batches[0]})`,
     );
   }
+
+  roofline(pack.files.decoder, pack.text, measured, DECODE, copyBandwidth(256 * 1024 * 1024), await matmulFlops(threads), threads);
 
   if (info.revisable) {
     const { layers, hidden, heads, headDim } = info;
@@ -76,11 +90,75 @@ export async function run(argv: string[]): Promise<void> {
     const decode = (k: string) => t[`${k}N`] - t[`${k}1`];
     console.log(`\nrevision cost (batch 8, decode time of ${DECODE} tokens, prefill subtracted):`);
     console.log(`  revision on / plain decoder:        ${(decode('on') / decode('off')).toFixed(3)}  (goal <= 1.03)`);
-    console.log(`  revisable decoder, no feed / plain: ${(decode('zeros') / decode('off')).toFixed(3)}`);
+    console.log(
+      `  revisable engine, no feed / plain: ${(decode('zeros') / decode('off')).toFixed(3)}  (a step without revision runs the plain decoder when VLM_PLAIN_DECODER loads it)`,
+    );
   } else {
     console.log('\nrevision cost: skipped, the pack has no revisable decoder (modctl model prepare)');
   }
 
+  try {
+    await compareTransformersJs(packDir, image, prompt, rounds, DECODE, (n) => plain.generate([request(n)]));
+  } catch (err) {
+    console.log(
+      `\ngreedy decode vs @huggingface/transformers: skipped, it cannot run this pack (${String((err as Error).message)
+        .split('\n')[0]
+        .slice(0, 160)})`,
+    );
+  }
+  await plain.close();
+  await revisable.close();
+}
+
+/**
+ * Decode tokens/s against what the machine allows at batch 1 and 32. Memory: each step reads every weight once and
+ * each row's cache once, at the copy bandwidth from DRAM and at the weights' own size (a small decoder stays in
+ * cache, where the DRAM bound understates what is possible). Compute: each row's weight products plus attention,
+ * at the FLOP/s onnxruntime's MatMul reaches here. The context is the prompt plus half the decoded tokens (the mean
+ * over the decode).
+ */
+function roofline(
+  decoderPath: string,
+  text: { layers: number; heads: number; kvHeads: number; headDim: number },
+  measured: Map<number, { decodeTokensPerSecond: number; promptTokens: number }>,
+  decoded: number,
+  dramBandwidth: number,
+  flops: number,
+  threads: number,
+): void {
+  const cost = decoderCost(readModel(decoderPath));
+  const cacheBandwidth = copyBandwidth(cost.weightBytes);
+  console.log(
+    `\nroofline: decoder ${(cost.weightBytes / 1e6).toFixed(2)} MB of weights, ${(cost.matmulFlopsPerToken / 1e6).toFixed(2)} MFLOP per token in weight products;` +
+      ` probes: copy ${(dramBandwidth / 1e9).toFixed(1)} GB/s from DRAM (256 MB), ${(cacheBandwidth / 1e9).toFixed(1)} GB/s at the weights' size,` +
+      ` MatMul ${(flops / 1e9).toFixed(1)} GFLOP/s on ${threads} threads`,
+  );
+  for (const size of [1, 32]) {
+    const m = measured.get(size);
+    if (!m) continue;
+    const context = m.promptTokens + decoded / 2;
+    const stepBytes = cost.weightBytes + size * kvCacheBytes(text, context);
+    const dram = (size * dramBandwidth) / stepBytes;
+    const cached = (size * cacheBandwidth) / stepBytes;
+    const compute = flops / (cost.matmulFlopsPerToken + attentionFlopsPerToken(text, context));
+    const tps = m.decodeTokensPerSecond;
+    const goal = size === 1 ? `goal: within 2x of the DRAM bound` : `goal: within 3x of the compute bound`;
+    console.log(
+      `  batch ${size}: decode ${tps.toFixed(0)} tokens/s; bounds: DRAM ${dram.toFixed(0)} (${(dram / tps).toFixed(2)}x), ` +
+        `cache ${cached.toFixed(0)} (${(cached / tps).toFixed(2)}x), compute ${compute.toFixed(0)} (${(compute / tps).toFixed(2)}x)  (${goal})`,
+    );
+  }
+}
+
+async function compareTransformersJs(
+  packDir: string,
+  image: Uint8Array | undefined,
+  prompt: string,
+  rounds: number,
+  DECODE: number,
+  ours: (n: number) => Promise<unknown>,
+): Promise<void> {
+  if (!image) throw new Error('the comparison loads the pack as an image-to-text model; this pack has no vision encoder');
   const hf = await import('@huggingface/transformers');
   hf.env.allowRemoteModels = false;
   hf.env.localModelPath = dirname(packDir) + '/';
@@ -95,8 +173,8 @@ export async function run(argv: string[]): Promise<void> {
     {
       hf1: () => hfGenerate(1),
       hfFull: () => hfGenerate(1 + DECODE),
-      ours1: () => plain.generate([request(1)]),
-      oursFull: () => plain.generate([request(1 + DECODE)]),
+      ours1: () => ours(1),
+      oursFull: () => ours(1 + DECODE),
     },
     rounds,
   );
@@ -108,6 +186,4 @@ export async function run(argv: string[]): Promise<void> {
   );
   console.log(`  whole 65-token generation incl. prefill and image: ratio ${(t.hfFull / t.oursFull).toFixed(2)}`);
   await model.dispose();
-  await plain.close();
-  await revisable.close();
 }

@@ -26,6 +26,7 @@ export {
   type TextConfig,
 } from './decoder-structure';
 export { type DecoderLayout, describeLayout } from './decoder-layout';
+export { attentionFlopsPerToken, decoderCost, kvCacheBytes, type DecoderCost } from './decoder-cost';
 export { ElementTypes } from './element-types';
 export { type NormStep, isStatisticOf, normStep } from './post-norm';
 export { AlreadyRevisableError, REVISION_INPUTS, TAP_OUTPUTS, addRevisionPoints, isRevisable, type LayerPointReport } from './revision-surgery';
