@@ -42,7 +42,7 @@ export class BestOfNConversations {
     const vocab = this.model.pack.text.vocabSize;
     const prompt = await this.prompts.encode({ prompt: request.prompt, image: request.image, assistantText: request.answerPrefix }, request.revision);
     const { batch, out, feeds } = await this.scheduler.exclusive(async () =>
-      DecodeBatch.prefill(this.model, [await prompt.embed()], [prompt.length], [request.revision]),
+      DecodeBatch.prefill(this.model, await this.prompts.embedAll([prompt]), [prompt.length], [request.revision]),
     );
     const n = prompt.length;
     const handle = this.nextHandle++;

@@ -34,8 +34,8 @@ export class GenerationRuntime {
     private readonly processor: VlmProcessor,
     options: SchedulerOptions = {},
   ) {
-    this.scheduler = new DecodeScheduler(model, processor.tokenizer, options);
     this.prompts = new PromptEmbedder(model, processor);
+    this.scheduler = new DecodeScheduler(model, processor.tokenizer, this.prompts, options);
     this.conversations = new BestOfNConversations(model, this.scheduler, this.prompts, (ids) => processor.tokenizer.decode(ids));
   }
 
@@ -63,7 +63,7 @@ export class GenerationRuntime {
           maxTokens: maxNewTokens,
         });
         const outcome = await this.scheduler.submit({
-          start: { kind: 'prompt', embed: prepared[i].embed, length: prepared[i].length },
+          start: { kind: 'prompt', prompt: prepared[i] },
           feed: request.revision,
           sampling: request.sampling,
           random: seededRandom(request.sampling?.seed ?? Math.floor(Math.random() * 2 ** 32)),
@@ -100,8 +100,7 @@ export class GenerationRuntime {
   async readTaps(requests: TapRequest[]): Promise<TapFrame[]> {
     const prepared = await Promise.all(requests.map((r) => this.prompts.encode({ prompt: r.prompt, image: r.image, assistantText: r.response }, r.revision)));
     return this.scheduler.exclusive(async () => {
-      const embeds: Float32Array[] = [];
-      for (const p of prepared) embeds.push(await p.embed());
+      const embeds = await this.prompts.embedAll(prepared);
       const { out } = await DecodeBatch.prefill(
         this.model,
         embeds,

@@ -6,7 +6,7 @@ import type { VlmModel } from './vlm-model';
 /** A prompt encoded to ids (and pixels); its embeddings are computed when the scheduler prefills it. */
 export interface PreparedPrompt {
   length: number;
-  embed(): Promise<Float32Array>;
+  encoded: EncodedPrompt;
 }
 
 /**
@@ -23,17 +23,30 @@ export class PromptEmbedder {
   async encode(input: PromptInput, feed?: RevisionFeed): Promise<PreparedPrompt> {
     checkRevisionFeed(this.model, feed);
     const encoded = await this.processor.encode(input);
-    return { length: encoded.inputIds.length, embed: () => this.embeds(encoded) };
+    return { length: encoded.inputIds.length, encoded };
+  }
+
+  /**
+   * The prompts' embeddings, in order. The images of all of them go through the vision encoder in one call (its
+   * frames are independent images, stacked), not one call per prompt: a prefill of 32 image prompts ran the encoder
+   * 32 times (issue 15).
+   */
+  async embedAll(prompts: readonly PreparedPrompt[]): Promise<Float32Array[]> {
+    const withImage = prompts.filter((p) => p.encoded.pixels);
+    const features = withImage.length ? await this.model.encodeImages(withImage.map((p) => p.encoded.pixels!)) : [];
+    const byPrompt = new Map(withImage.map((p, i) => [p, features[i]]));
+    const out: Float32Array[] = [];
+    for (const p of prompts) out.push(await this.embeds(p.encoded, byPrompt.get(p)));
+    return out;
   }
 
   /** Prompt embeddings with the image features written over the `<image>` token positions. */
-  private async embeds(encoded: EncodedPrompt): Promise<Float32Array> {
+  private async embeds(encoded: EncodedPrompt, features: Float32Array | undefined): Promise<Float32Array> {
     const hidden = this.model.hidden;
     const ids = encoded.inputIds;
     const embeds = new Float32Array(ids.length * hidden);
     await this.model.embedTokens(ids, embeds, 0);
-    if (encoded.pixels) {
-      const features = await this.model.encodeImage(encoded.pixels);
+    if (features) {
       const imageToken = this.model.pack.imageTokenId;
       let row = 0;
       for (let i = 0; i < ids.length; i++) {

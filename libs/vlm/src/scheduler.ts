@@ -5,6 +5,7 @@ import type { KvCache } from './kv-cache';
 import { pickToken } from './sampler';
 import { StopStringCriterion, type StoppingCriteria } from './stopping-criteria';
 import type { ForwardOutput, VlmModel } from './vlm-model';
+import type { PreparedPrompt, PromptEmbedder } from './prompt-embedder';
 import type { FinishReason, LinearProbe, RevisionFeed, SamplingOptions, TapFrame } from './types';
 
 /**
@@ -96,8 +97,7 @@ export function admissibleRows(
 }
 
 /** How a row starts: a prompt to prefill, or a cache it continues (a best-of-N candidate). */
-export type RowStart =
-  { kind: 'prompt'; embed: () => Promise<Float32Array>; length: number } | { kind: 'resume'; cache: KvCache; nextPosition: number; logits: Float32Array };
+export type RowStart = { kind: 'prompt'; prompt: PreparedPrompt } | { kind: 'resume'; cache: KvCache; nextPosition: number; logits: Float32Array };
 
 /** One request's row: everything that makes its tokens its own, whichever batch it lands in. */
 export interface RowSpec {
@@ -242,6 +242,7 @@ export class DecodeScheduler {
   constructor(
     private readonly model: VlmModel,
     private readonly decoder: TokenDecoder,
+    private readonly embedder: PromptEmbedder,
     options: SchedulerOptions = {},
   ) {
     this.options = resolveSchedulerOptions(options);
@@ -254,8 +255,8 @@ export class DecodeScheduler {
 
   submit(spec: RowSpec): Promise<RowOutcome> {
     return new Promise<RowOutcome>((resolve, reject) => {
-      const prefillTokens = spec.start.kind === 'prompt' ? spec.start.length : 0;
-      const held = spec.start.kind === 'prompt' ? spec.start.length : spec.start.cache.length;
+      const prefillTokens = spec.start.kind === 'prompt' ? spec.start.prompt.length : 0;
+      const held = spec.start.kind === 'prompt' ? spec.start.prompt.length : spec.start.cache.length;
       this.waiting.push({ spec, prefillTokens, reservedTokens: held + spec.maxNewTokens + 1, since: performance.now(), resolve, reject });
       this.kick();
     });
@@ -333,13 +334,13 @@ export class DecodeScheduler {
       const resumed = rows.filter((r) => r.spec.start.kind === 'resume');
       const ordered = [...prompts, ...resumed];
       if (prompts.length) {
-        const embeds: Float32Array[] = [];
-        for (const r of prompts) embeds.push(await (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).embed());
+        const prepared = prompts.map((r) => (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).prompt);
+        const embeds = await this.embedder.embedAll(prepared);
         const t0 = performance.now();
         const { batch, out, seq, scales, unrevised } = await DecodeBatch.prefill(
           this.model,
           embeds,
-          prompts.map((r) => (r.spec.start as Extract<RowStart, { kind: 'prompt' }>).length),
+          prepared.map((p) => p.length),
           prompts.map((r) => r.spec.feed),
         );
         this.stats.forwardCalls++;

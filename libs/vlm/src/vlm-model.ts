@@ -186,20 +186,43 @@ export class VlmModel {
 
   /** Image features [frames * imageSeqLen * hidden], in the order the prompt's image tokens appear. */
   async encodeImage(pixels: PixelFrames): Promise<Float32Array> {
-    if (!this.vision) throw new Error(`model pack ${this.pack.name} has no vision encoder`);
-    const n = pixels.frames.length;
-    const plane = 3 * pixels.height * pixels.width;
-    const data = new Float32Array(n * plane);
-    pixels.frames.forEach((f, i) => data.set(f, i * plane));
-    const feeds: Record<string, Tensor> = {
-      pixel_values: floatFeed(this.vision, 'pixel_values', data, [1, n, 3, pixels.height, pixels.width]),
-    };
-    if (this.vision.inputNames.includes('pixel_attention_mask')) {
-      const mask = new Uint8Array(n * pixels.height * pixels.width).fill(1);
-      feeds.pixel_attention_mask = new Tensor('bool', mask, [1, n, pixels.height, pixels.width]);
+    return (await this.encodeImages([pixels]))[0];
+  }
+
+  /**
+   * The features of several images, each as `encodeImage` gives them. Frames of the same size are stacked into one
+   * vision-encoder call ([1, frames, 3, height, width]: the encoder embeds each frame on its own, as it does the tiles
+   * of one split image), so a batch of images costs one call per frame size instead of one per image.
+   */
+  async encodeImages(images: readonly PixelFrames[]): Promise<Float32Array[]> {
+    const vision = this.vision;
+    if (!vision) throw new Error(`model pack ${this.pack.name} has no vision encoder`);
+    const out: Float32Array[] = new Array(images.length);
+    const bySize = new Map<string, number[]>();
+    images.forEach((p, i) => bySize.set(`${p.height}x${p.width}`, [...(bySize.get(`${p.height}x${p.width}`) ?? []), i]));
+    for (const members of bySize.values()) {
+      const { height, width } = images[members[0]];
+      const frames = members.flatMap((i) => images[i].frames);
+      const plane = 3 * height * width;
+      const data = new Float32Array(frames.length * plane);
+      frames.forEach((f, i) => data.set(f, i * plane));
+      const feeds: Record<string, Tensor> = {
+        pixel_values: floatFeed(vision, 'pixel_values', data, [1, frames.length, 3, height, width]),
+      };
+      if (vision.inputNames.includes('pixel_attention_mask')) {
+        const mask = new Uint8Array(frames.length * height * width).fill(1);
+        feeds.pixel_attention_mask = new Tensor('bool', mask, [1, frames.length, height, width]);
+      }
+      const features = floatValues((await vision.run(feeds)).image_features);
+      const perFrame = features.length / frames.length;
+      let at = 0;
+      for (const i of members) {
+        const size = images[i].frames.length * perFrame;
+        out[i] = features.subarray(at, at + size);
+        at += size;
+      }
     }
-    const out = await this.vision.run(feeds);
-    return floatValues(out.image_features);
+    return out;
   }
 
   async forward(input: ForwardInput): Promise<ForwardOutput> {
