@@ -1,12 +1,12 @@
 /**
- * `npm run bench -- aligner [--jobs 8] [--max-tokens 140] [--n 5] [--rounds 3]`
+ * `npm run bench -- aligner [--jobs 8] [--max-tokens 140] [--n 5] [--rounds 3] [--pack models/tiny-vlm] [--clip models/tiny-clip] [--reward models/tiny-guard]`
  * Wall-time cost of ETA's aligner (prefix + sentence-level best-of-N) per flagged job, as a multiple of one plain
  * greedy generation of the same prompt with the same token budget, on the tiny packs. Both run in one process,
  * interleaved per job (greedy, align, greedy, align ...) so machine drift hits both alike; medians over rounds per
  * job, then the mean over jobs. Random-weight packs: tokens per answer are reported because they drive the ratio.
  */
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { openClassifier, openClip, openVlmEngine } from '@libs/vlm';
 import { BestOfNAligner, EtaEvaluator, sentenceEndTokenIds } from '@libs/safety';
 import { argValue, median, timeMs } from './_stats';
@@ -35,16 +35,17 @@ export async function run(argv: string[]): Promise<void> {
   const n = Number(argValue(argv, 'n', '5'));
   const rounds = Number(argValue(argv, 'rounds', '3'));
   const vlmPack = resolve(argValue(argv, 'pack', 'models/tiny-vlm'));
-  const clipPack = resolve('models/tiny-clip');
+  const clipPack = resolve(argValue(argv, 'clip', 'models/tiny-clip'));
+  const rewardPack = resolve(argValue(argv, 'reward', 'models/tiny-guard'));
   const [engine, clip, reward] = await Promise.all([
     openVlmEngine({ packDir: vlmPack, thread: 'inline' }),
     openClip(clipPack),
-    openClassifier(resolve('models/tiny-guard')),
+    openClassifier(rewardPack),
   ]);
   const evaluator = new EtaEvaluator({ clip, reward });
   const aligner = new BestOfNAligner({ engine, evaluator, clip, endTokenIds: sentenceEndTokenIds(vlmPack, ['.']) }, { n, maxTotalTokens: maxTokens });
   const info = engine.info();
-  console.log(`aligner bench: ${info.name} (${info.layers} layers, hidden ${info.hidden}, EP ${info.executionProvider}), tiny-clip, tiny-guard`);
+  console.log(`aligner bench: ${info.name} (${info.layers} layers, hidden ${info.hidden}, EP ${info.executionProvider}), ${basename(clipPack)}, ${basename(rewardPack)}`);
   console.log(
     `jobs ${jobs.length} (samples/demo-batch), budget ${maxTokens} new tokens, N ${n}, top-k ${aligner.config.topK}, T ${aligner.config.temperature}, ${rounds} rounds/job (median)\n`,
   );
