@@ -64,6 +64,8 @@ export function webhookKeys(prefix: string) {
     subscribed: `${prefix}:webhooks:subscribed`,
     /** hash per tenant: endpoint id -> JSON { id, url, secret, events, created_at } of the endpoints registered through the API. */
     endpoints: (tenant: string) => `${prefix}:webhooks:endpoints:${tenant}`,
+    /** hash: tenant -> the last registration number given (each stored endpoint keeps its own as `seq`: list order). */
+    endpointSeq: `${prefix}:webhooks:endpoint-seq`,
   };
 }
 

@@ -24,12 +24,26 @@ export interface Endpoint {
   read_only: boolean;
 }
 
-// KEYS: [1] the tenant's endpoints, [2] subscribed. ARGV: [1] id, [2] json, [3] most API endpoints allowed, [4] tenant.
+// KEYS: [1] the tenant's endpoints, [2] subscribed, [3] registration numbers. ARGV: [1] id, [2] json (an object),
+// [3] most API endpoints allowed, [4] tenant. The endpoint is stored with its registration number (`seq`) appended:
+// created_at has milliseconds, and endpoints registered within one came back in the order of their random ids.
 const ADD = `
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local seq = redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('HSET', KEYS[1], ARGV[1], string.sub(ARGV[2], 1, -2) .. ',"seq":' .. seq .. '}')
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1`;
+
+/** An endpoint as stored: the API's fields and the registration number (absent on endpoints stored before it). */
+type StoredEndpoint = Omit<Endpoint, 'tenant' | 'read_only'> & { seq?: number };
+
+function fromStored(json: string, tenant: string): Endpoint & { seq?: number } {
+  return { ...(JSON.parse(json) as StoredEndpoint), tenant, read_only: false };
+}
+
+function withoutSeq({ seq: _seq, ...endpoint }: Endpoint & { seq?: number }): Endpoint {
+  return endpoint;
+}
 
 // KEYS as ADD. ARGV: [1] id, [2] tenant, [3] '1' when the tenant has endpoints in the file (it stays subscribed).
 const REMOVE = `
@@ -105,9 +119,10 @@ export class EndpointRegistry {
     const { tenant: _t, read_only: _r, ...stored } = endpoint;
     const added = await this.redis.eval(
       ADD,
-      2,
+      3,
       this.keys.endpoints(tenant),
       this.keys.subscribed,
+      this.keys.endpointSeq,
       endpoint.id,
       JSON.stringify(stored),
       this.maxEndpoints - fromFile,
@@ -125,16 +140,16 @@ export class EndpointRegistry {
   async list(tenant: string): Promise<Endpoint[]> {
     const stored = await this.redis.hgetall(this.keys.endpoints(tenant));
     const api = Object.values(stored)
-      .map((json) => ({ ...(JSON.parse(json) as Omit<Endpoint, 'tenant' | 'read_only'>), tenant, read_only: false }))
-      .sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? '') || a.id.localeCompare(b.id));
-    return [...(this.configured.get(tenant) ?? []), ...api];
+      .map((json) => fromStored(json, tenant))
+      .sort((a, b) => (a.created_at ?? '').localeCompare(b.created_at ?? '') || (a.seq ?? 0) - (b.seq ?? 0) || a.id.localeCompare(b.id));
+    return [...(this.configured.get(tenant) ?? []), ...api.map(withoutSeq)];
   }
 
   async get(tenant: string, id: string): Promise<Endpoint | undefined> {
     const fromFile = this.configured.get(tenant)?.find((e) => e.id === id);
     if (fromFile) return fromFile;
     const json = await this.redis.hget(this.keys.endpoints(tenant), id);
-    return json ? { ...(JSON.parse(json) as Omit<Endpoint, 'tenant' | 'read_only'>), tenant, read_only: false } : undefined;
+    return json ? withoutSeq(fromStored(json, tenant)) : undefined;
   }
 
   /** Deletes one of the tenant's API endpoints; false when it has none of that id. A file endpoint is refused. */

@@ -40,6 +40,20 @@ describe('EndpointRegistry and OutboxRelay', () => {
     await deleteKeys(REDIS_URL, PREFIX);
   });
 
+  it('lists endpoints in the order they were registered, also those registered within one millisecond', async () => {
+    // The list was sorted by created_at (milliseconds), then by the random id: same-millisecond registrations came
+    // back in random order (this suite's other test failed about one run in three).
+    const registry = new EndpointRegistry(redis, PREFIX, guard, new Map(), 40);
+    const urls = Array.from({ length: 40 }, (_, i) => `https://hooks.order.example/${i}`);
+    for (const url of urls) await registry.add('order', url);
+    const listed = await registry.list('order');
+    expect(listed.map((e) => e.url)).toEqual(urls);
+    // The order is kept inside the registry: the API's endpoint objects carry no extra field.
+    expect(Object.keys(listed[0]).sort()).toEqual(['created_at', 'events', 'id', 'read_only', 'secret', 'tenant', 'url']);
+    expect(Object.keys((await registry.get('order', listed[3].id))!).sort()).toEqual(Object.keys(listed[0]).sort());
+    for (const e of listed) await registry.remove('order', e.id);
+  });
+
   it('subscribed: exactly the tenants with an endpoint; the file counts towards the limit; stale members are pruned at start-up', async () => {
     const registry = new EndpointRegistry(redis, PREFIX, guard, configured, 2);
     await redis.sadd(keys.subscribed, 'ghost');
