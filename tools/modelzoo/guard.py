@@ -61,6 +61,52 @@ class SequenceClassifier(nn.Module):
         return logits[torch.arange(logits.shape[0]), last]
 
 
+class ClassifierWithPastForExport(nn.Module):
+    """The same classifier continued from a cached prefix: input_ids [b, s], attention_mask [b, past + s],
+    position_ids [b, s], past_key_values.{i}.key/value [b, kv_heads, past, head_dim] -> logits [b, s, labels] (the
+    score head at every new position; the caller reads each row's last real one, where SequenceClassifier pools) and
+    present.{i}.key/value. The aligner scores N candidates that share prompt + prefix + answer so far: the shared
+    tokens run once and each candidate only its own (libs/vlm SequenceClassifier)."""
+
+    def __init__(self, clf: SequenceClassifier):
+        super().__init__()
+        self.model = clf.model
+        self.score = clf.score
+        self.n = clf.model.c.num_hidden_layers
+
+    def forward(self, input_ids, attention_mask, position_ids, *past_flat):
+        past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(self.n)]
+        h, presents = self.model(self.model.embed_tokens(input_ids), attention_mask, position_ids, past)
+        out = [self.score(h)]
+        for k, v in presents:
+            out += [k, v]
+        return tuple(out)
+
+
+WITH_PAST_FILE = "onnx/model_with_past.onnx"
+
+
+def export_with_past(out_dir: str, model: SequenceClassifier, c: TextConfig):
+    b, s, p = 2, 3, 2
+    past, in_names, out_names = [], ["input_ids", "attention_mask", "position_ids"], ["logits"]
+    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+           "position_ids": {0: "batch_size", 1: "sequence_length"},
+           "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(c.num_hidden_layers):
+        for kv in ("key", "value"):
+            past.append(torch.randn(b, c.num_key_value_heads, p, c.head_dim, generator=torch.Generator().manual_seed(i)))
+            n_in, n_out = f"past_key_values.{i}.{kv}", f"present.{i}.{kv}"
+            in_names.append(n_in)
+            out_names.append(n_out)
+            dyn[n_in] = {0: "batch_size", 2: "past_sequence_length"}
+            dyn[n_out] = {0: "batch_size", 2: "total_sequence_length"}
+    args = (torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.ones(b, p + s, dtype=torch.long),
+            torch.arange(p, p + s)[None].repeat(b, 1), *past)
+    common.export_onnx(ClassifierWithPastForExport(model), args, os.path.join(out_dir, WITH_PAST_FILE), in_names,
+                       out_names, dyn)
+
+
 def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: TextConfig,
                      labels=("reward",), extra_config: dict | None = None):
     """onnx/model.onnx, config.json and the tokenizer files of a reward pack (the tiny one and factory-guard).
@@ -73,6 +119,7 @@ def write_guard_pack(out_dir: str, tok: ByteBPE, model: SequenceClassifier, c: T
                        ["logits"], {"input_ids": {0: "batch_size", 1: "sequence_length"},
                                     "attention_mask": {0: "batch_size", 1: "sequence_length"},
                                     "logits": {0: "batch_size"}})
+    export_with_past(out_dir, model, c)
     ids_ = {"pad_token_id": tok.added["<|endoftext|>"], "bos_token_id": tok.added["<|im_start|>"],
             "eos_token_id": tok.added["<end_of_utterance>"]}
     config = {"architectures": ["LlamaForSequenceClassification"], "model_type": "llama",

@@ -1,12 +1,13 @@
 /**
  * The aligner on the tiny packs (random weights, so only invariants are checked, not answer quality):
- * N candidates per sentence in one batch, the argmax of independently recomputed scores is chosen, the prefix
- * starts the answer, and the prompt + prefix are prefilled once (the KV cache is reused across sentences).
+ * N candidates per sentence in one batch, the argmax of independently recomputed scores (each conversation scored
+ * whole, alone) is chosen although the aligner scores them from their shared prefix, the prefix starts the answer,
+ * and the prompt + prefix are prefilled once (the KV cache is reused across sentences).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ClipEmbedder, ConversationClassifier, VlmEngine } from '@libs/vlm';
+import type { ClipEmbedder, ConversationClassifier, SequenceClassifier, VlmEngine } from '@libs/vlm';
 import { BestOfNAligner } from '../src/best-of-n-aligner';
 import { ETA_PREFIX, ETA_RM_PROMPT_BEST_OF_N } from '../src/config';
 import { cosine } from '@libs/vlm';
@@ -75,13 +76,15 @@ describe('BestOfNAligner on the tiny packs', () => {
     const accepted = r.steps.reduce((n, s) => n + s.candidates[s.chosen].tokens, 0);
     expect(r.stats.decodeSteps).toBeGreaterThanOrEqual(accepted - r.steps.length);
 
-    // Recompute every score independently from the reward model and CLIP; the chosen candidate is the argmax.
+    // The aligner scored its candidates from their shared prefix (tiny-guard ships onnx/model_with_past.onnx).
+    expect((reward as SequenceClassifier).stats.sharedRows).toBeGreaterThanOrEqual(4 * r.steps.length);
+    // Recompute every score independently from the reward model and CLIP; the chosen candidate is the argmax. Each
+    // conversation is scored alone, whole, by the plain model: the shared-prefix scoring changes no choice.
     const [imageEmbedding] = await clip.embedImages([image]);
     let soFar = ETA_PREFIX;
     for (const step of r.steps) {
-      const rewards = (await reward.classify(step.candidates.map((c) => safetyConversation(ETA_RM_PROMPT_BEST_OF_N, (soFar + c.text).trim())))).map(
-        (l) => l[0],
-      );
+      const rewards: number[] = [];
+      for (const c of step.candidates) rewards.push((await reward.classify([safetyConversation(ETA_RM_PROMPT_BEST_OF_N, (soFar + c.text).trim())]))[0][0]);
       const useClip = step.index > 1 && !step.candidates.some((c) => c.eos);
       const clips = useClip ? (await clip.embedTexts(step.candidates.map((c) => c.text.trim()))).map((e) => cosine(imageEmbedding, e)) : null;
       const expected = rewards.map((rw, j) => rw + (clips ? clips[j] / step.index : 0));

@@ -7,7 +7,8 @@ export { VlmModel, PLAIN_DECODER_AUTO_MAX_BYTES, type PlainDecoderChoice } from 
 export { LocalVlmEngine, type EngineOptions } from './local-engine';
 export { WorkerVlmEngine, EngineError } from './worker-engine';
 export { ClipModel, cosine } from './clip';
-export { SequenceClassifier } from './classifier';
+export { SequenceClassifier, SHARED_PREFIX_MIN_TOKENS, type ClassifierStats } from './classifier';
+export { sharedPrefixGroups, type SharedPrefixGroup } from './shared-prefix';
 export { seededRandom, pickToken, argmax } from './sampler';
 export { GenerationRuntime } from './generation';
 export {
