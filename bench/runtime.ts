@@ -8,8 +8,10 @@
  * encoder gets a text prompt, and the transformers.js comparison is skipped, with the reason, where it cannot load
  * the pack.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { InferenceSession } from 'onnxruntime-node';
 import { attentionFlopsPerToken, decoderCost, kvCacheBytes, readModel } from '@libs/onnx-graph';
 import { cpuAllotment, loadVlmPack, LocalVlmEngine, type GenerationRequest, type RevisionFeed } from '@libs/vlm';
 import { argValue, interleaved } from './_stats';
@@ -65,6 +67,7 @@ export async function run(argv: string[]): Promise<void> {
   }
 
   roofline(pack.files.decoder, pack.text, measured, DECODE, copyBandwidth(256 * 1024 * 1024), await matmulFlops(threads), threads);
+  await kernelsPerStep([pack.files.decoder, ...(pack.files.revisableDecoder ? [pack.files.revisableDecoder] : [])]);
 
   if (info.revisable) {
     const { layers, hidden, heads, headDim } = info;
@@ -147,6 +150,56 @@ function roofline(
       `  batch ${size}: decode ${tps.toFixed(0)} tokens/s; bounds: DRAM ${dram.toFixed(0)} (${(dram / tps).toFixed(2)}x), ` +
         `cache ${cached.toFixed(0)} (${(cached / tps).toFixed(2)}x), compute ${compute.toFixed(0)} (${(compute / tps).toFixed(2)}x)  (${goal})`,
     );
+  }
+}
+
+/** Ops that compute shapes and indices or only rearrange data (the exported graph's attention plumbing): what a fused graph would not run as kernels of their own. */
+const SHAPE_OPS = new Set([
+  'Shape',
+  'Gather',
+  'Unsqueeze',
+  'Squeeze',
+  'Concat',
+  'Reshape',
+  'Slice',
+  'Cast',
+  'Range',
+  'ConstantOfShape',
+  'Expand',
+  'Equal',
+  'Where',
+  'Greater',
+  'LessOrEqual',
+  'And',
+  'Sub',
+  'Transpose',
+  'Split',
+]);
+
+/**
+ * The nodes of the graph onnxruntime runs (its own optimizations applied, written out with optimizedModelFilePath):
+ * one kernel each per decode step. The baseline a fused decoder (issue 15 item 2) is measured against.
+ */
+async function kernelsPerStep(decoders: string[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ort-optimized-'));
+  console.log(`\nkernels per decode step (the graph onnxruntime runs, optimizations applied):`);
+  try {
+    for (const path of decoders) {
+      const out = join(dir, basename(path));
+      const session = await InferenceSession.create(path, { graphOptimizationLevel: 'all', optimizedModelFilePath: out, logSeverityLevel: 3 });
+      await session.release();
+      const nodes = readModel(out).graph.node;
+      const counts = new Map<string, number>();
+      for (const n of nodes) counts.set(n.op_type, (counts.get(n.op_type) ?? 0) + 1);
+      const shape = nodes.filter((n) => SHAPE_OPS.has(n.op_type)).length;
+      const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8);
+      console.log(
+        `  ${basename(path)}: ${readModel(path).graph.node.length} nodes exported, ${nodes.length} kernels; ${shape} of them shape, index and layout ops; ` +
+          top.map(([op, n]) => `${op} ${n}`).join(', '),
+      );
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
