@@ -402,6 +402,22 @@ describe('the door holds', () => {
       expect((await api.post('/v1/jobs', { prompt: 'Is the \u{1F6A7} guard closed?\u200b', answer: 'a' })).status).toBe(202);
     });
 
+    it("a batch's images are checked several at a time, and the error still names the first bad item", async () => {
+      // Item 2 fails in the decoder (a PNG signature on garbage), item 3 fails at once (no known format): checked
+      // concurrently, 3 fails first, and the client must still hear about item 2, as a one-by-one check told it.
+      const garbage = Buffer.concat([png.subarray(0, 33), Buffer.alloc(4000, 0x5a)]);
+      const items = Array.from({ length: 6 }, (_, i) => ({
+        prompt: `Is guard ${i} closed?`,
+        image: (i === 2 ? garbage : i === 3 ? Buffer.from('GIF87a not really an image') : png).toString('base64'),
+      }));
+      const res = await api.post('/v1/batches', { items });
+      expect(res.status, JSON.stringify(res.body)).toBe(422);
+      expect(res.body.error).toMatchObject({ code: 'image_undecodable', details: { item: 2 } });
+      const good = await api.post('/v1/batches', { items: items.map((it, i) => (i === 2 || i === 3 ? { ...it, image: png.toString('base64') } : it)) });
+      expect(good.status, JSON.stringify(good.body)).toBe(202);
+      expect(good.body.items).toBe(6);
+    });
+
     it('multipart text that is not UTF-8, and lone surrogates in metadata, are text_invalid_unicode', async () => {
       // Bytes no UTF-8 decoder accepts: a UTF-8-encoded lone surrogate (ED A0 80) and a stray continuation byte.
       for (const bad of [Buffer.from([0xed, 0xa0, 0x80]), Buffer.from([0x80])]) {

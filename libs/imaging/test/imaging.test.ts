@@ -5,7 +5,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, ModerationError } from '@libs/contracts';
-import { decodeLimitsFromEnv, decodeRgb, inspectImage } from '@libs/imaging';
+import { decodeLimitsFromEnv, decodeRgb, inspectImage, WHOLE_DECODE_MAX_PIXELS } from '@libs/imaging';
 
 function noise(width: number, height: number): Buffer {
   const raw = Buffer.alloc(width * height * 3);
@@ -31,12 +31,20 @@ describe('imaging', () => {
     const jpeg = await sharp(noise(64, 48), raw(64, 48)).jpeg().toBuffer();
     const corrupt = Buffer.from(jpeg);
     corrupt.fill(0, jpeg.length >> 1, (jpeg.length >> 1) + 40);
+    // Over WHOLE_DECODE_MAX_PIXELS the door's check streams into a thumbnail instead of decoding whole: both paths.
+    const side = { width: 1100, height: 1000 };
+    expect(side.width * side.height).toBeGreaterThan(WHOLE_DECODE_MAX_PIXELS);
+    const bigJpeg = await sharp(noise(side.width, side.height), raw(side.width, side.height)).jpeg().toBuffer();
+    const bigPng = await sharp(noise(side.width, side.height), raw(side.width, side.height)).png({ compressionLevel: 1 }).toBuffer();
     const cases: [string, Uint8Array, string | undefined][] = [
       ['good PNG', png, undefined],
       ['good JPEG', jpeg, undefined],
       ['truncated PNG', png.subarray(0, png.length - 30), 'image_undecodable'],
       ['truncated JPEG', jpeg.subarray(0, Math.floor(jpeg.length * 0.6)), 'image_undecodable'],
       ['JPEG with a bad Huffman code (a libjpeg warning)', corrupt, 'image_undecodable'],
+      ['large good JPEG', bigJpeg, undefined],
+      ['large truncated PNG', bigPng.subarray(0, bigPng.length - 30), 'image_undecodable'],
+      ['large truncated JPEG', bigJpeg.subarray(0, Math.floor(bigJpeg.length * 0.6)), 'image_undecodable'],
       [
         '100000x1',
         await sharp({ create: { width: 100_000, height: 1, channels: 3, background: '#808080' } })
