@@ -77,6 +77,28 @@ def write_manifest(pack_dir: str, name: str, description: str, seed: int, extra:
     write_json(os.path.join(pack_dir, "manifest.json"), m, indent=2)
 
 
+def kv_cache_io(first_input: str, num_layers: int, kv_heads: int, head_dim: int, batch: int = 2, past: int = 2):
+    """Names, dynamic axes and dummy past tensors of a decoder-style export with a key/value cache: `first_input`
+    [batch, seq] (input_ids or inputs_embeds), attention_mask [batch, past + seq], position_ids [batch, seq],
+    past_key_values.{i}.key/value -> logits [batch, seq, ...], present.{i}.key/value (the layout optimum writes).
+    Returns (input_names, output_names, dynamic_axes, past_tensors)."""
+    in_names, out_names, tensors = [first_input, "attention_mask", "position_ids"], ["logits"], []
+    dyn = {first_input: {0: "batch_size", 1: "sequence_length"},
+           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+           "position_ids": {0: "batch_size", 1: "sequence_length"},
+           "logits": {0: "batch_size", 1: "sequence_length"}}
+    g = torch.Generator().manual_seed(0)
+    for i in range(num_layers):
+        for kv in ("key", "value"):
+            tensors.append(torch.randn(batch, kv_heads, past, head_dim, generator=g))
+            n_in, n_out = f"past_key_values.{i}.{kv}", f"present.{i}.{kv}"
+            in_names.append(n_in)
+            out_names.append(n_out)
+            dyn[n_in] = {0: "batch_size", 2: "past_sequence_length"}
+            dyn[n_out] = {0: "batch_size", 2: "total_sequence_length"}
+    return in_names, out_names, dyn, tensors
+
+
 def export_onnx(module: torch.nn.Module, args: tuple, path: str, input_names: Iterable[str],
                 output_names: Iterable[str], dynamic_axes: dict, opset: int = 17, static_output_dims=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)

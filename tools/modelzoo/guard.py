@@ -88,19 +88,8 @@ WITH_PAST_FILE = "onnx/model_with_past.onnx"
 
 def export_with_past(out_dir: str, model: SequenceClassifier, c: TextConfig):
     b, s, p = 2, 3, 2
-    past, in_names, out_names = [], ["input_ids", "attention_mask", "position_ids"], ["logits"]
-    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"},
-           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-           "position_ids": {0: "batch_size", 1: "sequence_length"},
-           "logits": {0: "batch_size", 1: "sequence_length"}}
-    for i in range(c.num_hidden_layers):
-        for kv in ("key", "value"):
-            past.append(torch.randn(b, c.num_key_value_heads, p, c.head_dim, generator=torch.Generator().manual_seed(i)))
-            n_in, n_out = f"past_key_values.{i}.{kv}", f"present.{i}.{kv}"
-            in_names.append(n_in)
-            out_names.append(n_out)
-            dyn[n_in] = {0: "batch_size", 2: "past_sequence_length"}
-            dyn[n_out] = {0: "batch_size", 2: "total_sequence_length"}
+    in_names, out_names, dyn, past = common.kv_cache_io("input_ids", c.num_hidden_layers, c.num_key_value_heads,
+                                                        c.head_dim, b, p)
     args = (torch.tensor([[5, 6, 7], [8, 9, 10]]), torch.ones(b, p + s, dtype=torch.long),
             torch.arange(p, p + s)[None].repeat(b, 1), *past)
     common.export_onnx(ClassifierWithPastForExport(model), args, os.path.join(out_dir, WITH_PAST_FILE), in_names,

@@ -358,21 +358,8 @@ def export_pack_onnx(model: TinyVLM, onnx_dir: str):
                        {"input_ids": {0: "batch_size", 1: "sequence_length"},
                         "inputs_embeds": {0: "batch_size", 1: "sequence_length"}})
     b, s, p = 2, 3, 2
-    past = []
-    in_names = ["inputs_embeds", "attention_mask", "position_ids"]
-    out_names = ["logits"]
-    dyn = {"inputs_embeds": {0: "batch_size", 1: "sequence_length"},
-           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
-           "position_ids": {0: "batch_size", 1: "sequence_length"},
-           "logits": {0: "batch_size", 1: "sequence_length"}}
-    for i in range(t.num_hidden_layers):
-        for kv in ("key", "value"):
-            past.append(torch.randn(b, t.num_key_value_heads, p, t.head_dim))
-            n_in, n_out = f"past_key_values.{i}.{kv}", f"present.{i}.{kv}"
-            in_names.append(n_in)
-            out_names.append(n_out)
-            dyn[n_in] = {0: "batch_size", 2: "past_sequence_length"}
-            dyn[n_out] = {0: "batch_size", 2: "total_sequence_length"}
+    in_names, out_names, dyn, past = common.kv_cache_io("inputs_embeds", t.num_hidden_layers, t.num_key_value_heads,
+                                                        t.head_dim, b, p)
     args = (torch.randn(b, s, t.hidden_size), torch.ones(b, p + s, dtype=torch.long),
             torch.arange(p, p + s)[None].repeat(b, 1), *past)
     common.export_onnx(DecoderForExport(model.lm), args, os.path.join(onnx_dir, "decoder_model_merged.onnx"),
