@@ -129,7 +129,7 @@ export async function inspectImage(bytes: Uint8Array, limits: InspectLimits, dec
     try {
       // Every pixel through the decoder with `decodeRgb`'s options. A large image is streamed into a thumbnail so
       // memory stays small (fastShrinkOnLoad off: JPEG and WebP would otherwise decode at a reduced scale, which is
-      // not the decode the workers run); a small one decodes whole, since the resize cost it twice the decode.
+      // not the decode the workers run); a small one decodes whole, since with the resize its check cost ~3x the decode alone.
       const decoder = sharp(bytes, decodeOptions(limits));
       await (width * height <= WHOLE_DECODE_MAX_PIXELS ? decoder : decoder.resize(32, 32, { fit: 'inside', fastShrinkOnLoad: false })).raw().toBuffer();
     } catch (err) {
