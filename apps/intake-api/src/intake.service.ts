@@ -47,9 +47,9 @@ function idFromKey(kind: 'job' | 'batch', tenant: string, keySha: string): strin
  */
 /**
  * Items of a batch checked (image decode) and stored (blob write) at once. One after another, a 200-image batch spent
- * ~0.55 s in the intake (timed in one process), mostly waiting on sharp's and the file system's threads one item at a time, before any job
-^ * existed. 4 is libuv's default thread pool, which sharp's decodes and the file writes
- * run on; it also bounds the decoded pixels held at once to four images' worth.
+ * ~0.55 s in the intake (timed in one process), mostly waiting on sharp's and the file system's threads one item at a
+ * time, before any job existed. 4 is libuv's default thread pool, which sharp's decodes and the file writes run on; it
+ * also bounds the decoded pixels held at once to four images' worth.
  */
 const ITEM_CONCURRENCY = 4;
 
