@@ -199,7 +199,10 @@ export class VlmModel {
     if (!vision) throw new Error(`model pack ${this.pack.name} has no vision encoder`);
     const out: Float32Array[] = new Array(images.length);
     const bySize = new Map<string, number[]>();
-    images.forEach((p, i) => bySize.set(`${p.height}x${p.width}`, [...(bySize.get(`${p.height}x${p.width}`) ?? []), i]));
+    images.forEach((p, i) => {
+      const size = `${p.height}x${p.width}`;
+      bySize.set(size, [...(bySize.get(size) ?? []), i]);
+    });
     for (const members of bySize.values()) {
       const { height, width } = images[members[0]];
       const frames = members.flatMap((i) => images[i].frames);
