@@ -1,10 +1,13 @@
 /**
- * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--rounds 2] [--max-new-tokens N] [--aligner-max-tokens N]`
+ * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--rounds 2] [--max-new-tokens N] [--aligner-max-tokens N] [--roles processes|inline]`
  *
  * Fairness between tenants (issue 14): tenant A submits a large backlog (batches of INTAKE_MAX_BATCH_ITEMS), then
- * tenant B submits a small batch; B's time to verdict should stay near its time on an idle system. Every role runs
- * in this process on the factory packs (as `pipeline`'s batching section), two pipelines side by side: one with
- * fair scheduling (the default), one with FAIR_SCHEDULING=false (FIFO, the baseline). Rounds, interleaved:
+ * tenant B submits a small batch; B's time to verdict should stay near its time on an idle system. The roles run on
+ * the factory packs (as `pipeline`'s batching section), two pipelines side by side: one with fair scheduling (the
+ * default), one with FAIR_SCHEDULING=false (FIFO, the baseline). `--roles processes` (the default) runs each role as
+ * its own child process, as they are deployed (one pod each); `inline` runs them all in this process, where every
+ * role's Redis traffic and the evaluator's synchronous model calls share one event loop, and a newcomer's latency is
+ * mostly that loop's queue. Rounds, interleaved:
  *   idle (fair pipeline, B alone), then per round: busy fair, busy FIFO (order alternating), idle again
  * B's time to verdict is each verdict's completed_at minus the moment B's batch was sent; throughput is all verdicts
  * of the busy round over the wall time from A's first submit to the last verdict. Prints
@@ -13,7 +16,8 @@
 import { join } from 'node:path';
 import type { BatchStatus, Verdict, VerdictPage } from '@libs/contracts';
 import { DEFAULT_REDIS_URL } from '@libs/queue';
-import { readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
+import { readSampleBatch, sampleBatchForm, startLocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
+import { startProcessPipeline } from '../test/harness/processes';
 import { argValue, median, percentile } from './_stats';
 
 const SAMPLES = join(__dirname, '..', 'samples', 'demo-batch');
@@ -23,12 +27,18 @@ const BATCH_ITEMS = 500;
 const KEY_A = 'bench-tenant-a-key-0123456789abcdef';
 const KEY_B = 'bench-tenant-b-key-0123456789abcdef';
 
+/** What a round needs of a pipeline: its intake's URL. */
+interface Pipeline {
+  url: string;
+  close(): Promise<void>;
+}
+
 function demoJobs(count: number, offset = 0): SampleItem[] {
   const items = readSampleBatch(SAMPLES).filter((i) => i.answer === undefined && i.image);
   return Array.from({ length: count }, (_, i) => items[(offset + i) % items.length]);
 }
 
-async function submit(p: LocalPipeline, key: string, items: SampleItem[]): Promise<string> {
+async function submit(p: Pipeline, key: string, items: SampleItem[]): Promise<string> {
   const res = await fetch(`${p.url}/v1/batches`, { method: 'POST', headers: { authorization: `Bearer ${key}` }, body: sampleBatchForm(SAMPLES, items) });
   const body = (await res.json()) as { id?: string; error?: { code: string } };
   if (res.status !== 202 || !body.id) throw new Error(`batch refused: ${res.status} ${JSON.stringify(body)}`);
@@ -36,7 +46,7 @@ async function submit(p: LocalPipeline, key: string, items: SampleItem[]): Promi
 }
 
 /** Polls until every batch is done; returns the time (Date.now()) the last one was seen done. */
-async function allDone(p: LocalPipeline, key: string, ids: string[]): Promise<number> {
+async function allDone(p: Pipeline, key: string, ids: string[]): Promise<number> {
   const headers = { authorization: `Bearer ${key}` };
   const pending = new Set(ids);
   let last = Date.now();
@@ -53,7 +63,7 @@ async function allDone(p: LocalPipeline, key: string, ids: string[]): Promise<nu
   return last;
 }
 
-async function verdictsOf(p: LocalPipeline, key: string, id: string): Promise<Verdict[]> {
+async function verdictsOf(p: Pipeline, key: string, id: string): Promise<Verdict[]> {
   const headers = { authorization: `Bearer ${key}` };
   const out: Verdict[] = [];
   let cursor: string | null = null;
@@ -77,19 +87,24 @@ interface Round {
   breakdown: string;
 }
 
-/** p50/p95 of B's queue waits and runs per stage: what fairness controls (waits) against what it does not (runs). */
-function breakdown(verdicts: Verdict[]): string {
+/** p50/p95 of B's time to acceptance (HTTP submit), and of its queue waits and runs per stage: what fairness controls (waits) against what it does not (runs). */
+function breakdown(verdicts: Verdict[], sentAt: number): string {
+  const accepted = verdicts.map((v) => Date.parse(v.created_at) - sentAt);
+  const intake = `intake ${median(accepted).toFixed(0)}/${percentile(accepted, 95).toFixed(0)}, `;
   const keys = ['generate_wait_ms', 'generate_ms', 'evaluate_wait_ms', 'evaluate_ms', 'align_wait_ms', 'align_ms'] as const;
-  return keys
-    .map((k) => {
-      const xs = verdicts.map((v) => v.timings[k]).filter((x): x is number => typeof x === 'number');
-      return xs.length ? `${k.replace('_ms', '')} ${median(xs).toFixed(0)}/${percentile(xs, 95).toFixed(0)}` : `${k.replace('_ms', '')} -`;
-    })
-    .join(', ');
+  return (
+    intake +
+    keys
+      .map((k) => {
+        const xs = verdicts.map((v) => v.timings[k]).filter((x): x is number => typeof x === 'number');
+        return xs.length ? `${k.replace('_ms', '')} ${median(xs).toFixed(0)}/${percentile(xs, 95).toFixed(0)}` : `${k.replace('_ms', '')} -`;
+      })
+      .join(', ')
+  );
 }
 
 /** A submits `aJobs` (nothing when 0), then B submits `bJobs`; waits for every verdict. */
-async function round(p: LocalPipeline, aJobs: number, bJobs: number): Promise<Round> {
+async function round(p: Pipeline, aJobs: number, bJobs: number): Promise<Round> {
   const started = Date.now();
   const aIds: string[] = [];
   for (let i = 0; i < aJobs; i += BATCH_ITEMS) aIds.push(await submit(p, KEY_A, demoJobs(Math.min(BATCH_ITEMS, aJobs - i), i)));
@@ -104,7 +119,7 @@ async function round(p: LocalPipeline, aJobs: number, bJobs: number): Promise<Ro
     wallMs: end - started,
     failed: aFailed + bVerdicts.filter((v) => v.status !== 'succeeded').length,
     aligned: bVerdicts.filter((v) => v.timings.align_ms !== undefined).length / bVerdicts.length,
-    breakdown: breakdown(bVerdicts),
+    breakdown: breakdown(bVerdicts, bSent),
   };
 }
 
@@ -114,6 +129,8 @@ export async function run(argv: string[]): Promise<void> {
   const maxNewTokens = argValue(argv, 'max-new-tokens', '');
   const alignerMaxTokens = argValue(argv, 'aligner-max-tokens', '');
   const rounds = Number(argValue(argv, 'rounds', '2'));
+  const layout = argValue(argv, 'roles', 'processes');
+  if (layout !== 'processes' && layout !== 'inline') throw new Error('--roles is processes or inline');
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   const env = {
     REDIS_URL: redisUrl,
@@ -123,9 +140,13 @@ export async function run(argv: string[]): Promise<void> {
     ...(alignerMaxTokens ? { ALIGNER_MAX_TOTAL_TOKENS: alignerMaxTokens } : {}),
   };
   const tenants = { 'tenant-a': KEY_A, 'tenant-b': KEY_B };
-  console.log(`fairness bench: tenant A ${aJobs} jobs, then tenant B ${bJobs}; demo image+prompt jobs on ${FACTORY_PACKS.VLM_PACK_DIR}, Redis ${redisUrl}`);
-  const fair = await startLocalPipeline({ quiet: true, tenants, env });
-  const fifo = await startLocalPipeline({ quiet: true, tenants, env: { ...env, FAIR_SCHEDULING: 'false' } });
+  console.log(
+    `fairness bench: tenant A ${aJobs} jobs, then tenant B ${bJobs}; demo image+prompt jobs on ${FACTORY_PACKS.VLM_PACK_DIR}, Redis ${redisUrl}; roles ${layout === 'processes' ? 'one process each' : 'all in this process'}`,
+  );
+  const start = (e: NodeJS.ProcessEnv): Promise<Pipeline> =>
+    layout === 'processes' ? startProcessPipeline({ tenants, env: e }) : startLocalPipeline({ quiet: true, tenants, env: e });
+  const fair = await start(env);
+  const fifo = await start({ ...env, FAIR_SCHEDULING: 'false' });
   try {
     // Warm-up: sessions, JIT, Redis scripts, in both pipelines.
     await round(fair, 40, bJobs);

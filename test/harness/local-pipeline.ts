@@ -3,20 +3,17 @@
  * the end-to-end tests' and the pipeline benchmark's harness. The VLM engines run on worker threads. The roles
  * come in through their public entries (apps/<role>/src/index.ts), never their internals.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DEFAULT_REDIS_URL, deleteKeys } from '@libs/queue';
-import { sha256Hex } from '@libs/storage';
 import { createIntakeApp } from '../../apps/intake-api/src';
 import { GeneratorModule } from '../../apps/generator/src';
 import { EvaluatorModule } from '../../apps/evaluator/src';
 import { AlignerModule } from '../../apps/aligner/src';
 import { NotifierModule } from '../../apps/notifier/src';
+import { pipelineIdentity } from './processes';
 
 export { deleteKeys, freePort, redisAnswers, startPrivateRedis, type PrivateRedis } from '@libs/queue';
 export { pollBatch, readSampleBatch, sampleBatchForm, type SampleItem } from '../../apps/modctl/src/sample-batch';
@@ -48,17 +45,7 @@ export async function startLocalPipeline(
   options: { env?: NodeJS.ProcessEnv; roles?: Role[]; quiet?: boolean; /** More tenants: name -> plain key. */ tenants?: Record<string, string> } = {},
 ): Promise<LocalPipeline> {
   const roles = options.roles ?? ['intake', 'generator', 'evaluator', 'aligner'];
-  const apiKey = `demo-${randomBytes(16).toString('hex')}`;
-  const adminKey = `admin-${randomBytes(16).toString('hex')}`;
-  const blobDir = mkdtempSync(join(tmpdir(), 'mod-blobs-'));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    QUEUE_PREFIX: `{demo${randomBytes(4).toString('hex')}}`,
-    BLOB_DIR: blobDir,
-    API_KEYS: [`demo:${sha256Hex(apiKey)}`, ...Object.entries(options.tenants ?? {}).map(([name, key]) => `${name}:${sha256Hex(key)}`)].join(','),
-    ADMIN_API_KEY_SHA256: sha256Hex(adminKey),
-    ...options.env,
-  };
+  const { apiKey, adminKey, blobDir, env } = pipelineIdentity(options);
   const logger = options.quiet ? (['error'] as const) : (['error', 'warn', 'log'] as const);
   const apps: LocalPipeline['apps'] = {};
   let url = '';

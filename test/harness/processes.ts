@@ -4,10 +4,13 @@
  * `kill -9`ed and restarted on the same port and directory. Everything listens on loopback only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, redisAnswers } from '@libs/queue';
+import { DEFAULT_REDIS_URL, deleteKeys, freePort, redisAnswers } from '@libs/queue';
+import { sha256Hex } from '@libs/storage';
 
 export const ROOT = join(__dirname, '..', '..');
 
@@ -113,6 +116,57 @@ export function spawnRole(role: RoleName, env: NodeJS.ProcessEnv, build: RoleBui
     },
   };
   return proc;
+}
+
+/** A pipeline's own key prefix, blob directory and keys (the demo tenant's, more tenants', the admin's), and its env. */
+export function pipelineIdentity(options: { env?: NodeJS.ProcessEnv; /** More tenants: name -> plain key. */ tenants?: Record<string, string> }): {
+  apiKey: string;
+  adminKey: string;
+  blobDir: string;
+  env: NodeJS.ProcessEnv;
+} {
+  const apiKey = `demo-${randomBytes(16).toString('hex')}`;
+  const adminKey = `admin-${randomBytes(16).toString('hex')}`;
+  const blobDir = mkdtempSync(join(tmpdir(), 'mod-blobs-'));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    QUEUE_PREFIX: `{demo${randomBytes(4).toString('hex')}}`,
+    BLOB_DIR: blobDir,
+    API_KEYS: [`demo:${sha256Hex(apiKey)}`, ...Object.entries(options.tenants ?? {}).map(([name, key]) => `${name}:${sha256Hex(key)}`)].join(','),
+    ADMIN_API_KEY_SHA256: sha256Hex(adminKey),
+    ...options.env,
+  };
+  return { apiKey, adminKey, blobDir, env };
+}
+
+export interface ProcessPipeline {
+  url: string;
+  roles: RoleProcess[];
+  /** SIGTERM to every role (workers drain), then deletes the pipeline's keys and blob directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * The intake and the three stage workers as child processes, one per role as they are deployed (one pod each), under
+ * their own prefix, blob directory and keys: for benchmarks where roles must not share one event loop.
+ */
+export async function startProcessPipeline(options: { env?: NodeJS.ProcessEnv; tenants?: Record<string, string> } = {}): Promise<ProcessPipeline> {
+  const { blobDir, env } = pipelineIdentity(options);
+  const port = await freePort();
+  const roleEnv = { ...env, PORT: String(port), HOST: '127.0.0.1', HEALTH_PORT: '0' };
+  const roles = (['generator', 'evaluator', 'aligner', 'intake-api'] as const).map((role) => spawnRole(role, roleEnv));
+  const close = async () => {
+    await Promise.all(roles.map((r) => r.kill('SIGTERM')));
+    await deleteKeys(env.REDIS_URL || DEFAULT_REDIS_URL, env.QUEUE_PREFIX!);
+    rmSync(blobDir, { recursive: true, force: true });
+  };
+  try {
+    await Promise.all(roles.map((r) => r.ready()));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { url: `http://127.0.0.1:${port}`, roles, close };
 }
 
 /** VmHWM (peak resident set) of a process in bytes, from /proc; undefined where /proc is not there. */

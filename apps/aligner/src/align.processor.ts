@@ -14,6 +14,7 @@ import {
   loadImage,
   REVISION_PROFILES,
   StageWorkerHost,
+  TenantShare,
   VLM_ENGINE,
   type RevisionProfiles,
 } from '@libs/worker';
@@ -31,6 +32,7 @@ function seedOf(id: string): number {
 export class AlignProcessor extends StageWorkerHost {
   protected readonly stage = 'align' as const;
   protected readonly failureCode = 'alignment_failed' as const;
+  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(
     @Inject(VERDICT_STORE) verdicts: VerdictStore,
@@ -49,7 +51,13 @@ export class AlignProcessor extends StageWorkerHost {
     const started = Date.now();
     let out;
     try {
-      out = await this.aligner.align({ prompt: job.data.prompt, image, revision: profile.feed, seed: seedOf(job.data.id) });
+      out = await this.aligner.align({
+        prompt: job.data.prompt,
+        image,
+        revision: profile.feed,
+        seed: seedOf(job.data.id),
+        group: this.tenantShare.groupOf(job.data),
+      });
     } catch (err) {
       if (err instanceof ModerationError) throw err;
       throw classifyEngineError(err, 'alignment_failed');

@@ -21,6 +21,6 @@ export interface AlignedAnswer {
 
 /** What the aligner role needs from the safety methods: ETA's shallow prefix + sentence-level best-of-N. */
 export interface AnswerAligner {
-  align(input: { prompt: string; image?: Uint8Array; revision?: RevisionFeed; seed?: number }): Promise<AlignedAnswer>;
+  align(input: { prompt: string; image?: Uint8Array; revision?: RevisionFeed; seed?: number; group?: string }): Promise<AlignedAnswer>;
   close(): Promise<void>;
 }

@@ -17,8 +17,8 @@ export async function openSafetyAligner(engine: VlmEngine, config: AlignerConfig
     `n ${aligner.config.n}, prefix "${aligner.config.prefix}", max ${aligner.config.maxTotalTokens} tokens, ${endTokenIds.length} sentence-end tokens`,
   );
   return {
-    async align({ prompt, image, revision, seed }): Promise<AlignedAnswer> {
-      const out = await aligner.align({ prompt, image, revision, seed });
+    async align(request): Promise<AlignedAnswer> {
+      const out = await aligner.align(request);
       return {
         answer: out.finalAnswer,
         n: out.n,

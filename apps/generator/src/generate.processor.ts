@@ -5,7 +5,7 @@ import type { StageJob, Verdict } from '@libs/contracts';
 import { StageDispatcher } from '@libs/queue';
 import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
-import { gpuStageWorkerOptions, StageWorkerHost } from '@libs/worker';
+import { gpuStageWorkerOptions, StageWorkerHost, TenantShare } from '@libs/worker';
 import { GenerationService } from './generation.service';
 
 // As many jobs as the engine batches: each job's request joins the running decode batch, and its answer is written
@@ -14,6 +14,7 @@ import { GenerationService } from './generation.service';
 export class GenerateProcessor extends StageWorkerHost {
   protected readonly stage = 'generate' as const;
   protected readonly failureCode = 'generation_failed' as const;
+  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(
     @Inject(VERDICT_STORE) verdicts: VerdictStore,
@@ -28,11 +29,11 @@ export class GenerateProcessor extends StageWorkerHost {
     // detector's prefill runs again (when one is configured), since its reading was not recorded with the answer.
     if (verdict.original_answer !== null && verdict.timings.generate_ms !== undefined) {
       annotateActiveSpan({ [ATTR.model]: verdict.model?.name, [ATTR.skipped]: 'answer_recorded' });
-      const detector = await this.generation.detect(job.data);
+      const detector = await this.generation.detect(job.data, this.tenantShare.groupOf(job.data));
       await this.dispatcher.enqueue('evaluate', { ...job.data, answer: verdict.original_answer, attempt: verdict.attempts, detector });
       return;
     }
-    const out = await this.generation.generate(job.data);
+    const out = await this.generation.generate(job.data, this.tenantShare.groupOf(job.data));
     annotateActiveSpan({ [ATTR.model]: out.model.name, [ATTR.prefillBatch]: out.batch?.prefill, [ATTR.decodeBatch]: out.batch?.maxDecode });
     await this.verdicts.patch(job.data.id, (v) => ({
       original_answer: out.answer,

@@ -32,12 +32,13 @@ export class GenerationService {
     @Inject(DETECTOR) private readonly detector: LoadedDetector | null,
   ) {}
 
-  async generate(job: StageJob): Promise<GeneratedAnswer> {
+  /** `group`: the engine row group (the tenant, TenantShare.groupOf), so a tenant's backlog cannot hold the batch. */
+  async generate(job: StageJob, group?: string): Promise<GeneratedAnswer> {
     const image = await loadImage(this.blobs, job.imageSha256);
     const info = this.engine.info();
     const profile = this.profiles.resolve(job.profile, job.tenant);
     const started = Date.now();
-    const result = await this.run(job, profile.feed, { image, maxNewTokens: this.config.maxNewTokens });
+    const result = await this.run(job, profile.feed, { image, maxNewTokens: this.config.maxNewTokens, group });
     return {
       answer: result.text,
       model: { name: info.name, fingerprint: info.fingerprint },
@@ -55,13 +56,17 @@ export class GenerationService {
    * The detector alone, for a job whose answer was recorded by a run that died before enqueueing it: one prefill (and
    * one token) under the same profile reads the same taps, so the evaluator still gets the signal.
    */
-  async detect(job: StageJob): Promise<StageJob['detector']> {
+  async detect(job: StageJob, group?: string): Promise<StageJob['detector']> {
     if (!this.detector) return undefined;
     const profile = this.profiles.resolve(job.profile, job.tenant);
-    return this.detectorOf(await this.run(job, profile.feed, { image: await loadImage(this.blobs, job.imageSha256), maxNewTokens: 1 }));
+    return this.detectorOf(await this.run(job, profile.feed, { image: await loadImage(this.blobs, job.imageSha256), maxNewTokens: 1, group }));
   }
 
-  private async run(job: StageJob, revision: RevisionFeed | undefined, request: Pick<GenerationRequest, 'image' | 'maxNewTokens'>): Promise<GenerationResult> {
+  private async run(
+    job: StageJob,
+    revision: RevisionFeed | undefined,
+    request: Pick<GenerationRequest, 'image' | 'maxNewTokens' | 'group'>,
+  ): Promise<GenerationResult> {
     try {
       const [result] = await this.engine.generate([{ prompt: job.prompt, ...request, revision, ...(this.detector ? { probes: [this.detector.probe] } : {}) }]);
       return result;

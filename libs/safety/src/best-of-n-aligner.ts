@@ -20,6 +20,8 @@ export interface AlignRequest {
   revision?: RevisionFeed;
   /** Overrides the configured seed (e.g. derived from the job id, so a retry samples the same answer). */
   seed?: number;
+  /** The engine row group of its candidate rows (the tenant; GenerationRequest.group). */
+  group?: string;
 }
 
 export interface CandidateScore {
@@ -105,7 +107,13 @@ export class BestOfNAligner {
     const imageEmbedding = useClip ? (await this.deps.clip!.embedImages([request.image!]))[0] : null;
     const seed = request.seed ?? c.seed;
 
-    const handle = await engine.open({ prompt: request.prompt, image: request.image, answerPrefix: c.prefix, revision: request.revision });
+    const handle = await engine.open({
+      prompt: request.prompt,
+      image: request.image,
+      answerPrefix: c.prefix,
+      revision: request.revision,
+      group: request.group,
+    });
     try {
       const steps: SentenceStep[] = [];
       let generated = 0;

@@ -362,6 +362,14 @@ export const SETTINGS: readonly Setting[] = [
     roles: ['generator', 'aligner'],
   }),
   s({
+    name: 'VLM_GROUP_HALF_LIFE_STEPS',
+    schema: number().positive(),
+    defaultNote: '256',
+    description:
+      "half-life, in decode steps, of a tenant's use of a full batch: the tenant that used it least goes first and may preempt rows of the one that used it most",
+    roles: ['generator', 'aligner'],
+  }),
+  s({
     name: 'VLM_PLAIN_DECODER',
     schema: z.enum(['auto', 'true', 'false']).transform((v) => (v === 'auto' ? 'auto' : v === 'true')),
     default: 'auto',

@@ -4,7 +4,7 @@ import { seededRandom } from './sampler';
 import type { DecodeScheduler } from './scheduler';
 import { StoppingCriteria } from './stopping-criteria';
 import type { PromptEmbedder } from './prompt-embedder';
-import type { AlignmentStats, Candidate, CandidateOptions, RevisionFeed } from './types';
+import type { AlignmentStats, Candidate, CandidateOptions, ConversationRequest, RevisionFeed } from './types';
 import type { VlmModel } from './vlm-model';
 
 /** One conversation of sentence-level best-of-N: a single-row cache and the logits for its next token. */
@@ -13,6 +13,7 @@ interface Conversation {
   nextLogits: Float32Array;
   nextPosition: number;
   feed?: RevisionFeed;
+  group?: string;
   prefix: string;
   tokens: number[];
   finished: boolean;
@@ -38,7 +39,7 @@ export class BestOfNConversations {
     private readonly decode: (ids: number[]) => string,
   ) {}
 
-  async open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
+  async open(request: ConversationRequest): Promise<number> {
     const vocab = this.model.pack.text.vocabSize;
     const prompt = await this.prompts.encode({ prompt: request.prompt, image: request.image, assistantText: request.answerPrefix }, request.revision);
     const { batch, out, feeds } = await this.scheduler.exclusive(async () =>
@@ -52,6 +53,7 @@ export class BestOfNConversations {
       nextPosition: n,
       // A gated revision is resolved once, at the conversation's prefill; every candidate continues with that scale.
       feed: feeds[0],
+      group: request.group,
       prefix: request.answerPrefix ?? '',
       tokens: [],
       finished: false,
@@ -77,6 +79,7 @@ export class BestOfNConversations {
         this.scheduler.submit({
           start: { kind: 'resume', cache: c.cache, nextPosition: c.nextPosition, logits: c.nextLogits },
           feed: c.feed,
+          group: c.group,
           sampling,
           random: seededRandom((options.seed * 7919 + j * 104729) >>> 0),
           criteria,

@@ -318,10 +318,10 @@ export class DecodeBatch {
     this.rows = indices.map((r) => ({ ...this.rows[r], pad: this.rows[r].pad - cut }));
   }
 
-  /** Row `r`'s own positions as an unpadded single-row cache, and its next position id. */
-  takeRow(r: number): { cache: KvCache; nextPosition: number } {
+  /** Row `r`'s own positions as an unpadded single-row cache, its next position id and the feed it runs with. */
+  takeRow(r: number): { cache: KvCache; nextPosition: number; feed?: RevisionFeed } {
     const span = this.span(r);
-    return { cache: KvCache.gather([span], span.take!), nextPosition: this.rows[r].nextPosition };
+    return { cache: KvCache.gather([span], span.take!), nextPosition: this.rows[r].nextPosition, feed: this.rows[r].feed };
   }
 }
 

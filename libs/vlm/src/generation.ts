@@ -11,9 +11,9 @@ import type {
   AlignmentStats,
   Candidate,
   CandidateOptions,
+  ConversationRequest,
   GenerationRequest,
   GenerationResult,
-  RevisionFeed,
   TapFrame,
   TapRequest,
   TokenCallback,
@@ -65,6 +65,7 @@ export class GenerationRuntime {
         const outcome = await this.scheduler.submit({
           start: { kind: 'prompt', prompt: prepared[i] },
           feed: request.revision,
+          group: request.group,
           sampling: request.sampling,
           random: seededRandom(request.sampling?.seed ?? Math.floor(Math.random() * 2 ** 32)),
           criteria,
@@ -111,7 +112,7 @@ export class GenerationRuntime {
     });
   }
 
-  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
+  open(request: ConversationRequest): Promise<number> {
     return this.conversations.open(request);
   }
 

@@ -7,10 +7,10 @@ import type {
   AlignmentStats,
   Candidate,
   CandidateOptions,
+  ConversationRequest,
   GenerationRequest,
   GenerationResult,
   ModelInfo,
-  RevisionFeed,
   TapFrame,
   TapRequest,
   TokenCallback,
@@ -72,7 +72,7 @@ export class LocalVlmEngine implements VlmEngine {
     return this.generator.readTaps(requests);
   }
 
-  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
+  open(request: ConversationRequest): Promise<number> {
     return this.generator.open(request);
   }
 

@@ -42,6 +42,15 @@ export interface SchedulerOptions {
    * @defaultValue 50
    */
   maxWaitMs?: number;
+  /**
+   * Half-life, in decode steps, of a group's usage (the row-steps its rows ran; see RowSpec.group). When the batch is
+   * full, waiting rows of the group that used it least go first and may preempt running rows of the group that used
+   * it most, so a tenant's backlog cannot hold every slot while another tenant's rows wait. 256 steps is seconds of
+   * decoding: long enough that a newcomer's first batch-full runs before the backlog gets its slots back, short
+   * enough that two backlogged groups converge to equal shares.
+   * @defaultValue 256
+   */
+  groupHalfLifeSteps?: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = Object.freeze({
@@ -50,6 +59,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = O
   maxPrefillTokens: 4096,
   maxBatchTokens: 65536,
   maxWaitMs: 50,
+  groupHalfLifeSteps: 256,
 });
 
 export function resolveSchedulerOptions(options: SchedulerOptions = {}): Required<SchedulerOptions> {
@@ -57,6 +67,7 @@ export function resolveSchedulerOptions(options: SchedulerOptions = {}): Require
   for (const [k, v] of Object.entries(options) as [keyof SchedulerOptions, number | undefined][]) if (v !== undefined) o[k] = v;
   if (!(o.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be at least 1');
   if (!(o.minBatchSize >= 1)) throw new RangeError('minBatchSize must be at least 1');
+  if (!(o.groupHalfLifeSteps > 0)) throw new RangeError('groupHalfLifeSteps must be positive');
   return o;
 }
 
@@ -102,6 +113,11 @@ export type RowStart = { kind: 'prompt'; prompt: PreparedPrompt } | { kind: 'res
 /** One request's row: everything that makes its tokens its own, whichever batch it lands in. */
 export interface RowSpec {
   start: RowStart;
+  /**
+   * Who the row is run for (a tenant): rows of different groups share a full batch by usage (see
+   * SchedulerOptions.groupHalfLifeSteps); rows without one form one group, served first come, first served.
+   */
+  group?: string;
   feed?: RevisionFeed;
   sampling?: SamplingOptions;
   /** The row's own random stream (seeded), so its samples do not depend on its neighbours. */
@@ -143,6 +159,8 @@ interface Waiting extends WaitingCost {
   since: number;
   resolve(outcome: RowOutcome): void;
   reject(err: Error): void;
+  /** A row preempted from the batch: it rejoins with its own cache and feeds its pending token, as if never out. */
+  parked?: { row: ActiveRow; cache: KvCache; nextPosition: number; feed?: RevisionFeed };
 }
 
 /** A row in the running batch; `active[i]` is the batch's row i. */
@@ -220,6 +238,8 @@ export interface SchedulerStats {
   plainSteps: number;
   /** Milliseconds spent admitting (embedding, vision encoder, prefill) and stepping: the engine's busy time. */
   busyMs: number;
+  /** Rows taken out of a full batch for rows of a group that used it less (they rejoin later). */
+  preemptions: number;
 }
 
 /**
@@ -231,8 +251,10 @@ export interface SchedulerStats {
  */
 export class DecodeScheduler {
   readonly options: Required<SchedulerOptions>;
-  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, plainSteps: 0, busyMs: 0 };
+  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, plainSteps: 0, busyMs: 0, preemptions: 0 };
   private readonly waiting: Waiting[] = [];
+  /** Group -> decayed row-steps (see SchedulerOptions.groupHalfLifeSteps); groups with rows or recent use only. */
+  private readonly usage = new Map<string, number>();
   private readonly tasks: (() => Promise<void>)[] = [];
   private active: ActiveRow[] = [];
   private batch?: DecodeBatch;
@@ -284,6 +306,7 @@ export class DecodeScheduler {
   private async loop(): Promise<void> {
     for (;;) {
       while (this.tasks.length) await this.tasks.shift()!();
+      if (this.waiting.length) this.shareByUsage();
       const now = performance.now();
       const n = this.waiting.length ? admissibleRows(this.waiting, this.running(), this.options, now - this.waiting[0].since) : 0;
       const t0 = performance.now();
@@ -326,7 +349,8 @@ export class DecodeScheduler {
 
   /** Prefills the prompt rows as one call, resumes the cached ones, takes each one's first token, and joins them. */
   private async admit(entries: Waiting[]): Promise<void> {
-    const rows = entries.map((w) => new ActiveRow(w, this.decoder));
+    const parked = entries.filter((w) => w.parked);
+    const rows = entries.filter((w) => !w.parked).map((w) => new ActiveRow(w, this.decoder));
     let group: DecodeBatch | undefined;
     const firstLogits: { logits: Float32Array; offset: number }[] = [];
     try {
@@ -373,15 +397,92 @@ export class DecodeScheduler {
         const { logits, offset } = firstLogits[i];
         if (this.take(r, logits, offset)) keep.push(i);
       });
-      group!.keep(keep);
+      group?.keep(keep);
       const joining = keep.map((i) => ordered[i]);
+      // Preempted rows already hold their next token: they rejoin after the new rows, nothing sampled.
+      for (const w of parked) {
+        const { row, cache, nextPosition, feed } = w.parked!;
+        const one = DecodeBatch.resume(this.model, cache, nextPosition, feed, 1);
+        if (group) group.join(one);
+        else group = one;
+        joining.push(row);
+      }
       if (!joining.length) return;
       if (!this.batch) this.batch = group!;
       else this.batch.join(group!);
       this.active.push(...joining);
     } catch (err) {
       for (const r of rows) r.waiting.reject(err as Error);
+      for (const w of parked) w.reject(err as Error);
     }
+  }
+
+  private groupOf(spec: RowSpec): string {
+    return spec.group ?? '';
+  }
+
+  private usageOf(spec: RowSpec): number {
+    return this.usage.get(this.groupOf(spec)) ?? 0;
+  }
+
+  /**
+   * Fair shares of a contended batch. Waiting rows are put in order of their group's usage (stable: first come, first
+   * served within a group, and a preempted row keeps its place by its first arrival); then, for each waiting row that
+   * no free slot would take, the most recently joined row of the running group that used the batch most gives up its
+   * slot, when that group's usage exceeds the waiting row's group's by more than one full step (`maxBatchSize`
+   * row-steps, so two groups of equal use do not trade rows every step). The preempted rows wait with their cache
+   * (its memory stays held: at most the rows that replaced them). One group, or none named: nothing moves.
+   */
+  private shareByUsage(): void {
+    const groups = new Set([...this.waiting, ...this.active.map((r) => r.waiting)].map((w) => this.groupOf(w.spec)));
+    if (groups.size < 2) return;
+    const order = this.waiting.map((w, i) => ({ w, i, u: this.usageOf(w.spec) }));
+    order.sort((a, b) => a.u - b.u || a.i - b.i);
+    this.waiting.splice(0, this.waiting.length, ...order.map((o) => o.w));
+    const free = this.options.maxBatchSize - this.active.length;
+    const victims: number[] = [];
+    const margin = this.options.maxBatchSize;
+    for (let c = Math.max(0, free); c < this.waiting.length; c++) {
+      const wanted = this.usageOf(this.waiting[c].spec);
+      let victim = -1;
+      let most = -Infinity;
+      this.active.forEach((r, i) => {
+        if (r.closing || victims.includes(i)) return;
+        const u = this.usageOf(r.spec);
+        if (u > most || (u === most && r.joinedAt >= this.active[victim].joinedAt)) [victim, most] = [i, u];
+      });
+      if (victim < 0 || most <= wanted + margin) break;
+      victims.push(victim);
+    }
+    if (victims.length) this.park(victims);
+  }
+
+  /** Takes rows `indices` out of the running batch into the waiting list, each with its own cache. */
+  private park(indices: number[]): void {
+    const batch = this.batch!;
+    const parked = indices.map((i): Waiting => {
+      const row = this.active[i];
+      return { ...row.waiting, prefillTokens: 0, parked: { row, ...batch.takeRow(i) } };
+    });
+    const keep = this.active.flatMap((_, i) => (indices.includes(i) ? [] : [i]));
+    batch.keep(keep);
+    this.active = keep.map((i) => this.active[i]);
+    if (!this.active.length) this.batch = undefined;
+    this.stats.preemptions += indices.length;
+    // Behind the rows they made room for (the waiting list is in usage order, and theirs is the highest).
+    this.waiting.push(...parked);
+  }
+
+  /** One decode step of every running row counts against its group; all usage decays by the half-life. */
+  private account(rows: ActiveRow[]): void {
+    const decay = 2 ** (-1 / this.options.groupHalfLifeSteps);
+    for (const [g, u] of this.usage) this.usage.set(g, u * decay);
+    for (const r of rows) {
+      const g = this.groupOf(r.spec);
+      this.usage.set(g, (this.usage.get(g) ?? 0) + 1);
+    }
+    // Forget groups whose use has decayed away (no running row keeps them above this).
+    for (const [g, u] of this.usage) if (u < 1e-3) this.usage.delete(g);
   }
 
   /** Samples the row's next token from `logits`; false when the row left (finished for good). */
@@ -418,6 +519,7 @@ export class DecodeScheduler {
     if (out.plain) this.stats.plainSteps++;
     this.stats.rowsStepped += rows.length;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, rows.length);
+    this.account(rows);
     const keep: number[] = [];
     rows.forEach((r, i) => {
       r.steps++;

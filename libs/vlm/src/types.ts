@@ -91,8 +91,16 @@ export interface GenerationRequest {
    * values come back in `GenerationResult.probes`. Read from the unrevised prefill when the row's revision is
    * gated, else from the prefill as it ran (after a static revision).
    */
-  probes?: LinearProbe[];
+  probes?: LinearProbe[]; /**
+   * Who the request is run for (a tenant): when the engine's batch is full, rows of the group that used it least go
+   * first and may preempt rows of the group that used it most (SchedulerOptions.groupHalfLifeSteps). Without one,
+   * requests are served first come, first served.
+   */
+  group?: string;
 }
+
+/** A best-of-N conversation's start (ConversationEngine.open): the prompt, prefix, revision and group of its rows. */
+export type ConversationRequest = Pick<GenerationRequest, 'prompt' | 'image' | 'answerPrefix' | 'revision' | 'group'>;
 
 /**
  * Activations at the last position of one forward call, read through the decoder's tap outputs. They are
@@ -208,7 +216,7 @@ export interface AlignmentStats {
 }
 
 export interface ConversationEngine {
-  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number>;
+  open(request: ConversationRequest): Promise<number>;
   sampleCandidates(handle: number, options: CandidateOptions): Promise<Candidate[]>;
   accept(handle: number, candidateIndex: number): Promise<void>;
   /** Text generated so far (prefix included). */

@@ -9,10 +9,10 @@ import type {
   AlignmentStats,
   Candidate,
   CandidateOptions,
+  ConversationRequest,
   GenerationRequest,
   GenerationResult,
   ModelInfo,
-  RevisionFeed,
   TapFrame,
   TapRequest,
   TokenCallback,
@@ -125,7 +125,7 @@ export class WorkerVlmEngine implements VlmEngine {
     return this.call('readTaps', [requests]);
   }
 
-  open(request: { prompt: string; image?: Uint8Array; answerPrefix?: string; revision?: RevisionFeed }): Promise<number> {
+  open(request: ConversationRequest): Promise<number> {
     return this.call('open', [request]);
   }
 

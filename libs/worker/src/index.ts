@@ -9,3 +9,4 @@ export * from './vlm-settings';
 export * from './worker-options';
 export * from './vlm-engine.provider';
 export * from './revision-profiles';
+export * from './tenant-share';

@@ -8,6 +8,7 @@ export const SCHEDULER_ENV = {
   maxPrefillTokens: 'VLM_MAX_PREFILL_TOKENS',
   maxBatchTokens: 'VLM_MAX_BATCH_TOKENS',
   maxWaitMs: 'VLM_MAX_WAIT_MS',
+  groupHalfLifeSteps: 'VLM_GROUP_HALF_LIFE_STEPS',
 } as const;
 
 /** Env variables of the VLM engine, read by every role that loads one (generator, aligner). */
