@@ -5,8 +5,13 @@ import { readSetting } from '@libs/settings';
 import { resolveSchedulerOptions } from '@libs/vlm';
 import { schedulerFromEnv } from './vlm-settings';
 
-/** Jobs the evaluator holds by default: their CLIP and reward calls are coalesced into one batch each (@libs/safety). */
-export const DEFAULT_EVALUATE_CONCURRENCY = 16;
+/**
+ * Jobs the evaluator holds by default: their CLIP and reward calls are coalesced into one batch each (@libs/safety).
+ * One generator batch (VLM_MAX_BATCH_SIZE): its jobs complete together, so the evaluator takes them in one call. Its
+ * jobs also complete together, a coalesced call at a time; at 16 a newcomer tenant's 20 jobs (the fairness bench's B)
+ * needed two calls, and waited for the backlog's call in between.
+ */
+export const DEFAULT_EVALUATE_CONCURRENCY = 32;
 
 function explicitConcurrency(stage: Stage, env: NodeJS.ProcessEnv): number | undefined {
   return readSetting<number>(env, `${stage.toUpperCase()}_${QUEUE_ENV.concurrency}`) ?? readSetting<number>(env, QUEUE_ENV.concurrency);
@@ -29,7 +34,7 @@ export function gpuStageWorkerOptions(stage: Exclude<Stage, 'evaluate'>, env: No
 /**
  * Worker options of the evaluator: it holds DEFAULT_EVALUATE_CONCURRENCY jobs unless EVALUATE_WORKER_CONCURRENCY or
  * WORKER_CONCURRENCY says otherwise, so the jobs it holds share model calls. Its lock (20 s) bounds one blocking
- * call on the main thread; a batch of 16 short answers and 16 images is milliseconds with the shipped packs.
+ * call on the main thread; a batch of 32 short answers and 32 images is tens of milliseconds with the shipped packs.
  */
 export function evaluateWorkerOptions(env: NodeJS.ProcessEnv = process.env): Partial<WorkerOptions> {
   const options = stageWorkerOptions('evaluate', env);
