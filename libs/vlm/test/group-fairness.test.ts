@@ -42,8 +42,8 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
     expect(r.tokens.slice(0, golden.max_new_tokens)).toEqual(headLast.tokens);
   });
 
-  it("a waiting group's row preempts the busy group's rows and finishes first; the preempted rows resume with their reference tokens", async () => {
-    const before = engine.schedulerStats();
+  /** Group a's two long rows, once they are mid-decode (the batch is full); `finished` gets 'a' when they end. */
+  async function busyGroupA() {
     const finished: string[] = [];
     const mid = afterTokens(8);
     const busy = engine.generate(
@@ -55,6 +55,12 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
     );
     void busy.then(() => finished.push('a'));
     await mid.reached;
+    return { busy, finished };
+  }
+
+  it("a waiting group's row preempts the busy group's rows and finishes first; the preempted rows resume with their reference tokens", async () => {
+    const before = engine.schedulerStats();
+    const { busy, finished } = await busyGroupA();
     const newcomer = engine.generate([{ prompt, image, maxNewTokens: 3, ignoreEos: true, group: 'b' }]).then((r) => (finished.push('b'), r));
     const [[a1, a2], [b]] = await Promise.all([busy, newcomer]);
 
@@ -67,20 +73,10 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
 
   it('rows of the same group wait for a free slot (first come, first served); nothing is preempted', async () => {
     const before = engine.schedulerStats();
-    const finished: string[] = [];
-    const mid = afterTokens(8);
-    const busy = engine.generate(
-      [
-        { ...revised, group: 'a' },
-        { ...sampled, group: 'a' },
-      ],
-      mid.onToken,
-    );
-    void busy.then(() => finished.push('busy'));
-    await mid.reached;
+    const { busy, finished } = await busyGroupA();
     const late = engine.generate([{ prompt, image, maxNewTokens: 3, ignoreEos: true, group: 'a' }]).then((r) => (finished.push('late'), r));
     const [[a1], [late1]] = await Promise.all([busy, late]);
-    expect(finished).toEqual(['busy', 'late']);
+    expect(finished).toEqual(['a', 'late']);
     expect(engine.schedulerStats().preemptions).toBe(before.preemptions);
     expect(a1.tokens).toEqual(alone.revised);
     expect(late1.tokens).toEqual(golden.cases.none.tokens.slice(0, 3));
@@ -88,17 +84,7 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
 
   it('a best-of-N conversation carries its group: its candidate rows preempt a busy group too', async () => {
     const before = engine.schedulerStats();
-    const mid = afterTokens(8);
-    const finished: string[] = [];
-    const busy = engine.generate(
-      [
-        { ...revised, group: 'a' },
-        { ...sampled, group: 'a' },
-      ],
-      mid.onToken,
-    );
-    void busy.then(() => finished.push('a'));
-    await mid.reached;
+    const { busy, finished } = await busyGroupA();
     const handle = await engine.open({ prompt, image, group: 'c' });
     const candidates = await engine.sampleCandidates(handle, { n: 2, topK: 20, temperature: 1, endTokenIds: [], maxTokens: 2, seed: 3 });
     finished.push('c');
