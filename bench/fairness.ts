@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--rounds 2] [--max-new-tokens N] [--aligner-max-tokens N] [--roles processes|inline]`
+ * `npm run bench -- fairness [--a-jobs 2000] [--b-jobs 20] [--rounds 2] [--max-new-tokens N] [--aligner-max-tokens N] [--roles processes|inline]
+ *   [--b-after-ms 0]`
  *
  * Fairness between tenants (issue 14): tenant A submits a large backlog (batches of INTAKE_MAX_BATCH_ITEMS), then
  * tenant B submits a small batch; B's time to verdict should stay near its time on an idle system. The roles run on
@@ -7,7 +8,9 @@
  * default), one with FAIR_SCHEDULING=false (FIFO, the baseline). `--roles processes` (the default) runs each role as
  * its own child process, as they are deployed (one pod each); `inline` runs them all in this process, where every
  * role's Redis traffic and the evaluator's synchronous model calls share one event loop, and a newcomer's latency is
- * mostly that loop's queue. Rounds, interleaved:
+ * mostly that loop's queue. B submits right after A's last batch was accepted (the issue's case: B then shares the
+ * machine with the intake's work on A's uploads and the stages' start), or `--b-after-ms` later, into a steady backlog.
+ * Rounds, interleaved:
  *   idle (fair pipeline, B alone), then per round: busy fair, busy FIFO (order alternating), idle again
  * B's time to verdict is each verdict's completed_at minus the moment B's batch was sent; throughput is all verdicts
  * of the busy round over the wall time from A's first submit to the last verdict. Prints
@@ -103,11 +106,12 @@ function breakdown(verdicts: Verdict[], sentAt: number): string {
   );
 }
 
-/** A submits `aJobs` (nothing when 0), then B submits `bJobs`; waits for every verdict. */
-async function round(p: Pipeline, aJobs: number, bJobs: number): Promise<Round> {
+/** A submits `aJobs` (nothing when 0), then, `bAfterMs` later, B submits `bJobs`; waits for every verdict. */
+async function round(p: Pipeline, aJobs: number, bJobs: number, bAfterMs = 0): Promise<Round> {
   const started = Date.now();
   const aIds: string[] = [];
   for (let i = 0; i < aJobs; i += BATCH_ITEMS) aIds.push(await submit(p, KEY_A, demoJobs(Math.min(BATCH_ITEMS, aJobs - i), i)));
+  if (aJobs > 0 && bAfterMs > 0) await new Promise((r) => setTimeout(r, bAfterMs));
   const bSent = Date.now();
   const bId = await submit(p, KEY_B, demoJobs(bJobs, 3));
   const end = Math.max(await allDone(p, KEY_B, [bId]), await allDone(p, KEY_A, aIds));
@@ -130,6 +134,7 @@ export async function run(argv: string[]): Promise<void> {
   const alignerMaxTokens = argValue(argv, 'aligner-max-tokens', '');
   const rounds = Number(argValue(argv, 'rounds', '2'));
   const layout = argValue(argv, 'roles', 'processes');
+  const bAfterMs = Number(argValue(argv, 'b-after-ms', '0'));
   if (layout !== 'processes' && layout !== 'inline') throw new Error('--roles is processes or inline');
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   const env = {
@@ -141,7 +146,7 @@ export async function run(argv: string[]): Promise<void> {
   };
   const tenants = { 'tenant-a': KEY_A, 'tenant-b': KEY_B };
   console.log(
-    `fairness bench: tenant A ${aJobs} jobs, then tenant B ${bJobs}; demo image+prompt jobs on ${FACTORY_PACKS.VLM_PACK_DIR}, Redis ${redisUrl}; roles ${layout === 'processes' ? 'one process each' : 'all in this process'}`,
+    `fairness bench: tenant A ${aJobs} jobs, then tenant B ${bJobs}${bAfterMs ? ` ${bAfterMs} ms after A's last batch was accepted` : ''}; demo image+prompt jobs on ${FACTORY_PACKS.VLM_PACK_DIR}, Redis ${redisUrl}; roles ${layout === 'processes' ? 'one process each' : 'all in this process'}`,
   );
   const start = (e: NodeJS.ProcessEnv): Promise<Pipeline> =>
     layout === 'processes' ? startProcessPipeline({ tenants, env: e }) : startLocalPipeline({ quiet: true, tenants, env: e });
@@ -158,11 +163,11 @@ export async function run(argv: string[]): Promise<void> {
     const busyFifo: Round[] = [];
     for (let r = 0; r < rounds; r++) {
       if (r % 2 === 0) {
-        busyFair.push(await round(fair, aJobs, bJobs));
-        busyFifo.push(await round(fifo, aJobs, bJobs));
+        busyFair.push(await round(fair, aJobs, bJobs, bAfterMs));
+        busyFifo.push(await round(fifo, aJobs, bJobs, bAfterMs));
       } else {
-        busyFifo.push(await round(fifo, aJobs, bJobs));
-        busyFair.push(await round(fair, aJobs, bJobs));
+        busyFifo.push(await round(fifo, aJobs, bJobs, bAfterMs));
+        busyFair.push(await round(fair, aJobs, bJobs, bAfterMs));
       }
       idle.push(await round(fair, 0, bJobs));
     }
@@ -186,6 +191,8 @@ export async function run(argv: string[]): Promise<void> {
     console.log(`  B's jobs, ms p50/p95 (${(idle[0].aligned * 100).toFixed(0)}% aligned), first round:`);
     console.log(`    idle:       ${idle[0].breakdown}`);
     console.log(`    busy, fair: ${busyFair[0].breakdown}`);
+    const worst = busyFair.reduce((w, x) => (percentile(x.b, 95) > percentile(w.b, 95) ? x : w));
+    if (worst !== busyFair[0]) console.log(`    busy, fair, worst round (p95 ${percentile(worst.b, 95).toFixed(0)} ms): ${worst.breakdown}`);
     console.log(`    busy, FIFO: ${busyFifo[0].breakdown}`);
     if (failed) console.log(`  (${failed} verdicts failed)`);
     console.log(`fairness: B p95 busy/idle ${(fairP95 / idleP95).toFixed(2)}, throughput ${(rate(busyFair) / rate(busyFifo)).toFixed(3)}`);
