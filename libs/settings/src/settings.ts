@@ -370,13 +370,6 @@ export const SETTINGS: readonly Setting[] = [
     roles: ['generator', 'aligner'],
   }),
   s({
-    name: 'VLM_NEWCOMER_HOLD_MS',
-    schema: number().min(0),
-    defaultNote: '500',
-    description: "longest a backlogged tenant's prompts wait (unprefilled) while a newcomer tenant's rows decode",
-    roles: ['generator', 'aligner'],
-  }),
-  s({
     name: 'VLM_PLAIN_DECODER',
     schema: z.enum(['auto', 'true', 'false']).transform((v) => (v === 'auto' ? 'auto' : v === 'true')),
     default: 'auto',

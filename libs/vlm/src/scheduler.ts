@@ -51,14 +51,6 @@ export interface SchedulerOptions {
    * @defaultValue 256
    */
   groupHalfLifeSteps?: number;
-  /**
-   * Longest a prompt of a group that has used the engine (usage at least `groupHalfLifeSteps` row-steps, one row
-   * decoding for a half-life) is held back while rows of a newcomer group (less than that) run: every prefill stalls
-   * the running rows, so the backlog's prefills wait until the newcomer's rows are done or this has passed. It bounds
-   * what a stream of newcomers can cost a backlog; resumed rows (no prefill) are never held.
-   * @defaultValue 500
-   */
-  newcomerHoldMs?: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = Object.freeze({
@@ -68,7 +60,6 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = O
   maxBatchTokens: 65536,
   maxWaitMs: 50,
   groupHalfLifeSteps: 256,
-  newcomerHoldMs: 500,
 });
 
 export function resolveSchedulerOptions(options: SchedulerOptions = {}): Required<SchedulerOptions> {
@@ -77,7 +68,6 @@ export function resolveSchedulerOptions(options: SchedulerOptions = {}): Require
   if (!(o.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be at least 1');
   if (!(o.minBatchSize >= 1)) throw new RangeError('minBatchSize must be at least 1');
   if (!(o.groupHalfLifeSteps > 0)) throw new RangeError('groupHalfLifeSteps must be positive');
-  if (!(o.newcomerHoldMs >= 0)) throw new RangeError('newcomerHoldMs must be at least 0');
   return o;
 }
 
@@ -90,9 +80,8 @@ export interface WaitingCost {
 }
 
 /**
- * How many rows from the front of the queue join now (in queue order, so no request starves: first come, first served,
- * by group usage where groups share the engine). The first row of an idle engine is always admitted, however long:
- * a budget that can never be met must not park it forever.
+ * How many rows from the front of the queue join now (FIFO, so no request starves). The first row of an idle
+ * engine is always admitted, however long: a budget that can never be met must not park it forever.
  */
 export function admissibleRows(
   waiting: readonly WaitingCost[],
@@ -259,8 +248,7 @@ export interface SchedulerStats {
  * cache) and join, and rows that finished leave. Each row keeps its own revision, positions, sampling stream,
  * stop criteria and taps, so its tokens are the ones it would get alone. Work that needs the model to itself
  * (a tap read, a conversation's prefill) runs between steps through `exclusive`. Rows of several groups (tenants)
- * share a contended batch by usage: `shareByUsage` (order and preemption) and `admittable` (a newcomer's rows are not
- * stalled by a backlog's prefills).
+ * share a contended batch by usage (`shareByUsage`: order and preemption).
  */
 export class DecodeScheduler {
   readonly options: Required<SchedulerOptions>;
@@ -321,10 +309,9 @@ export class DecodeScheduler {
       while (this.tasks.length) await this.tasks.shift()!();
       if (this.waiting.length) this.shareByUsage();
       const now = performance.now();
-      const open = this.waiting.length ? this.admittable(now) : this.waiting;
-      const n = open.length ? admissibleRows(open, this.running(), this.options, now - open[0].since) : 0;
+      const n = this.waiting.length ? admissibleRows(this.waiting, this.running(), this.options, now - this.waiting[0].since) : 0;
       const t0 = performance.now();
-      if (n > 0) await this.admit(this.takeWaiting(open.slice(0, n)));
+      if (n > 0) await this.admit(this.waiting.splice(0, n));
       if (this.active.length) await this.step();
       this.stats.busyMs += performance.now() - t0;
       if (this.active.length || n > 0) continue;
@@ -429,23 +416,6 @@ export class DecodeScheduler {
       for (const r of rows) r.waiting.reject(err as Error);
       for (const w of parked) w.reject(err as Error);
     }
-  }
-
-  /**
-   * The waiting rows that may be admitted now, in order: all of them, except that while rows of a newcomer group run
-   * (usage below groupHalfLifeSteps), prompts of groups past it wait up to newcomerHoldMs (see SchedulerOptions).
-   */
-  private admittable(now: number): Waiting[] {
-    const newcomer = (spec: RowSpec) => this.usageOf(spec) < this.options.groupHalfLifeSteps;
-    if (!this.active.some((r) => newcomer(r.spec))) return this.waiting;
-    return this.waiting.filter((w) => w.parked || newcomer(w.spec) || now - w.since >= this.options.newcomerHoldMs);
-  }
-
-  /** Removes `entries` from the waiting list (they are admitted). */
-  private takeWaiting(entries: Waiting[]): Waiting[] {
-    const taken = new Set(entries);
-    this.waiting.splice(0, this.waiting.length, ...this.waiting.filter((w) => !taken.has(w)));
-    return entries;
   }
 
   private groupOf(spec: RowSpec): string {

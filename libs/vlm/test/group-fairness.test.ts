@@ -96,39 +96,3 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
     expect(a1.tokens).toEqual(alone.revised);
   });
 });
-
-describe("a backlog's prefills wait while a newcomer's rows decode (tiny pack, four rows, half-life 8 steps)", () => {
-  let engine: LocalVlmEngine;
-  beforeAll(async () => {
-    engine = await LocalVlmEngine.open({ packDir: TINY_VLM, scheduler: { maxBatchSize: 4, groupHalfLifeSteps: 8, newcomerHoldMs: 10_000 } });
-  });
-  afterAll(() => engine.close());
-
-  it("a prompt of the group that used the engine waits, unprefilled, until the newcomer's row is done; its tokens are its own", async () => {
-    const events: string[] = [];
-    const mid = afterTokens(40);
-    // Group a decodes two long rows: its usage passes the half-life's 8 row-steps.
-    const busy = engine.generate(
-      [
-        { prompt: textPrompt, maxNewTokens: 160, ignoreEos: true, group: 'a' },
-        { prompt: textPrompt, maxNewTokens: 160, ignoreEos: true, group: 'a' },
-      ],
-      mid.onToken,
-    );
-    await mid.reached;
-    // A newcomer joins a free slot; while it decodes, a's next prompt arrives, with a free slot left for it.
-    const first = afterTokens(1);
-    const newcomer = engine.generate([{ prompt, image, maxNewTokens: 6, ignoreEos: true, group: 'b' }], first.onToken).then((r) => (events.push('b done'), r));
-    await first.reached;
-    const late = engine
-      .generate(
-        [{ prompt, image, maxNewTokens: 3, ignoreEos: true, group: 'a' }],
-        () => void (events.length < 3 && !events.includes('a first token') && events.push('a first token')),
-      )
-      .then((r) => (events.push('a done'), r));
-    const [[b], [a3]] = await Promise.all([newcomer, late, busy]);
-    expect(events.slice(0, 2)).toEqual(['b done', 'a first token']);
-    expect(b.tokens).toEqual(golden.cases.none.tokens.slice(0, 6));
-    expect(a3.tokens).toEqual(golden.cases.none.tokens.slice(0, 3));
-  });
-});

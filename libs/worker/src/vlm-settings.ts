@@ -9,7 +9,6 @@ export const SCHEDULER_ENV = {
   maxBatchTokens: 'VLM_MAX_BATCH_TOKENS',
   maxWaitMs: 'VLM_MAX_WAIT_MS',
   groupHalfLifeSteps: 'VLM_GROUP_HALF_LIFE_STEPS',
-  newcomerHoldMs: 'VLM_NEWCOMER_HOLD_MS',
 } as const;
 
 /** Env variables of the VLM engine, read by every role that loads one (generator, aligner). */
