@@ -353,6 +353,7 @@ export class DecodeScheduler {
     const parked = entries.filter((w) => w.parked);
     const rows = entries.filter((w) => !w.parked).map((w) => new ActiveRow(w, this.decoder));
     let group: DecodeBatch | undefined;
+    let rejoining = false;
     const firstLogits: { logits: Float32Array; offset: number }[] = [];
     try {
       const prompts = rows.filter((r) => r.spec.start.kind === 'prompt');
@@ -401,6 +402,7 @@ export class DecodeScheduler {
       group?.keep(keep);
       const joining = keep.map((i) => ordered[i]);
       // Preempted rows already hold their next token: they rejoin after the new rows, nothing sampled.
+      rejoining = true;
       for (const w of parked) {
         const { row, cache, nextPosition, feed } = w.parked!;
         const one = DecodeBatch.resume(this.model, cache, nextPosition, feed, 1);
@@ -414,7 +416,9 @@ export class DecodeScheduler {
       this.active.push(...joining);
     } catch (err) {
       for (const r of rows) r.waiting.reject(err as Error);
-      for (const w of parked) w.reject(err as Error);
+      // A failed prefill is the new rows' failure: preempted rows not yet touched still hold their caches and wait again.
+      if (rejoining) for (const w of parked) w.reject(err as Error);
+      else this.waiting.unshift(...parked);
     }
   }
 
@@ -431,8 +435,9 @@ export class DecodeScheduler {
    * served within a group, and a preempted row keeps its place by its first arrival); then, for each waiting row that
    * no free slot would take, the most recently joined row of the running group that used the batch most gives up its
    * slot, when that group's usage exceeds the waiting row's group's by more than one full step (`maxBatchSize`
-   * row-steps, so two groups of equal use do not trade rows every step). The preempted rows wait with their cache
-   * (its memory stays held: at most the rows that replaced them). One group, or none named: nothing moves.
+   * row-steps, so two groups of equal use do not trade rows every step). The preempted rows wait with their cache,
+   * whose memory stays held (rows with a cache are at most the jobs the worker holds). One group, or none named:
+   * nothing moves.
    */
   private shareByUsage(): void {
     const groups = new Set([...this.waiting, ...this.active.map((r) => r.waiting)].map((w) => this.groupOf(w.spec)));
