@@ -145,6 +145,29 @@ describe.each(PACKS)(
       expect(results.map((r) => r.tokens)).toEqual(CASES.map((c) => golden.cases[c].tokens));
     });
 
+    // A row preempted for another tenant's row leaves the batch with its own cache (takeRow) and rejoins it later
+    // (resume): in this layout's cache alignment too (GroupQueryAttention packs from column 0).
+    it("a row preempted by another group's row and resumed gets its reference tokens", async () => {
+      const one = await LocalVlmEngine.open({ packDir: dir, scheduler: { maxBatchSize: 1 } });
+      try {
+        const long = { prompt, revision: feedFor('head_last'), maxNewTokens: 64, ignoreEos: true };
+        const [alone] = await one.generate([long]);
+        let seen = 0;
+        let release!: () => void;
+        const mid = new Promise<void>((r) => (release = r));
+        const busy = one.generate([{ ...long, group: 'a' }], () => void (++seen === 4 && release()));
+        await mid;
+        const [b] = await one.generate([{ prompt, maxNewTokens: golden.max_new_tokens, ignoreEos: true, group: 'b' }]);
+        const [a] = await busy;
+        expect(one.schedulerStats().preemptions).toBeGreaterThanOrEqual(1);
+        expect(b.tokens).toEqual(golden.cases.none.tokens);
+        expect(a.tokens).toEqual(alone.tokens);
+        expect(a.tokens.slice(0, golden.max_new_tokens)).toEqual(golden.cases.head_last.tokens);
+      } finally {
+        await one.close();
+      }
+    });
+
     it('rows of different prompt lengths prefilled and decoded together get their single-row tokens', async () => {
       const prompts = [prompt, `${prompt} and then some more words`, 'hi', `${prompt} ${prompt}`];
       const requests = prompts.map((p, i) => ({ prompt: p, revision: feedFor(CASES[i % CASES.length]), maxNewTokens: golden.max_new_tokens, ignoreEos: true }));
