@@ -14,7 +14,6 @@ import {
   loadImage,
   REVISION_PROFILES,
   StageWorkerHost,
-  TenantShare,
   VLM_ENGINE,
   type RevisionProfiles,
 } from '@libs/worker';
@@ -32,7 +31,6 @@ function seedOf(id: string): number {
 export class AlignProcessor extends StageWorkerHost {
   protected readonly stage = 'align' as const;
   protected readonly failureCode = 'alignment_failed' as const;
-  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(
     @Inject(VERDICT_STORE) verdicts: VerdictStore,

@@ -5,7 +5,7 @@ import type { StageJob, Verdict } from '@libs/contracts';
 import { nextStage, StageDispatcher } from '@libs/queue';
 import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
-import { evaluateWorkerOptions, finishVerdict, StageWorkerHost, TenantShare } from '@libs/worker';
+import { evaluateWorkerOptions, finishVerdict, StageWorkerHost } from '@libs/worker';
 import { EvaluationService } from './evaluation.service';
 
 // Many jobs at once: their CLIP and reward calls are coalesced into shared batches (@libs/safety CallCoalescer).
@@ -13,8 +13,6 @@ import { EvaluationService } from './evaluation.service';
 export class EvaluateProcessor extends StageWorkerHost {
   protected readonly stage = 'evaluate' as const;
   protected readonly failureCode = 'evaluation_failed' as const;
-  // A newcomer tenant's jobs join the next coalesced batch instead of waiting for the backlog's to finish.
-  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(
     @Inject(VERDICT_STORE) verdicts: VerdictStore,

@@ -5,7 +5,7 @@ import type { StageJob, Verdict } from '@libs/contracts';
 import { StageDispatcher } from '@libs/queue';
 import { annotateActiveSpan, ATTR } from '@libs/telemetry';
 import { VERDICT_STORE, type VerdictStore } from '@libs/storage';
-import { gpuStageWorkerOptions, StageWorkerHost, TenantShare } from '@libs/worker';
+import { gpuStageWorkerOptions, StageWorkerHost } from '@libs/worker';
 import { GenerationService } from './generation.service';
 
 // As many jobs as the engine batches: each job's request joins the running decode batch, and its answer is written
@@ -14,7 +14,6 @@ import { GenerationService } from './generation.service';
 export class GenerateProcessor extends StageWorkerHost {
   protected readonly stage = 'generate' as const;
   protected readonly failureCode = 'generation_failed' as const;
-  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(
     @Inject(VERDICT_STORE) verdicts: VerdictStore,

@@ -41,11 +41,6 @@ function idFromKey(kind: 'job' | 'batch', tenant: string, keySha: string): strin
 }
 
 /**
- * The front door: validates every item against the limits, refuses work when the backlog is full, stores images
- * by sha256, writes `queued` verdicts and enqueues. Every check happens before anything is stored or enqueued,
- * so a rejected request leaves no trace.
- */
-/**
  * Items of a batch checked (image decode) and stored (blob write) at once. One after another, a 200-image batch spent
  * ~0.55 s in the intake (timed in one process), mostly waiting on sharp's and the file system's threads one item at a
  * time, before any job existed. 4 is libuv's default thread pool, which sharp's decodes and the file writes run on; it
@@ -77,6 +72,11 @@ async function mapInOrder<T, R>(items: readonly T[], limit: number, fn: (item: T
   return results;
 }
 
+/**
+ * The front door: validates every item against the limits, refuses work when the backlog is full, stores images
+ * by sha256, writes `queued` verdicts and enqueues. Every check happens before anything is stored or enqueued,
+ * so a rejected request leaves no trace.
+ */
 @Injectable()
 export class IntakeService {
   constructor(

@@ -102,16 +102,16 @@ export async function readDimensions(bytes: Uint8Array, limits: DecodeLimits): P
 }
 
 /**
- * The door's checks, in the order that costs least: bytes, magic, header dimensions (pixels, aspect ratio), then
- * optionally a full decode with the workers' options.
- */
-/**
  * Images up to this many pixels are decode-checked whole (at most 4 MB of RGBA); larger ones stream into a 32x32
  * thumbnail. For a 64x64 PNG the thumbnail's resize made the check ~2.9x the decode alone (275 against 92 ms per 200,
  * four at a time), and the intake checks every image of a batch before any job exists.
  */
 export const WHOLE_DECODE_MAX_PIXELS = 1024 * 1024;
 
+/**
+ * The door's checks, in the order that costs least: bytes, magic, header dimensions (pixels, aspect ratio), then
+ * optionally a full decode with the workers' options.
+ */
 export async function inspectImage(bytes: Uint8Array, limits: InspectLimits, decodeCheck = true): Promise<ImageFacts> {
   if (bytes.byteLength > limits.maxImageBytes) {
     throw new ModerationError('image_too_large', `image is ${bytes.byteLength} bytes; the limit is ${limits.maxImageBytes}`, {

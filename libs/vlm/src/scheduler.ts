@@ -440,8 +440,9 @@ export class DecodeScheduler {
    * nothing moves.
    */
   private shareByUsage(): void {
-    const groups = new Set([...this.waiting, ...this.active.map((r) => r.waiting)].map((w) => this.groupOf(w.spec)));
-    if (groups.size < 2) return;
+    const first = this.groupOf(this.waiting[0].spec);
+    const other = (spec: RowSpec) => this.groupOf(spec) !== first;
+    if (!this.waiting.some((w) => other(w.spec)) && !this.active.some((r) => other(r.spec))) return;
     const order = this.waiting.map((w, i) => ({ w, i, u: this.usageOf(w.spec) }));
     order.sort((a, b) => a.u - b.u || a.i - b.i);
     this.waiting.splice(0, this.waiting.length, ...order.map((o) => o.w));

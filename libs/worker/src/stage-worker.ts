@@ -6,7 +6,7 @@ import { isFinalFailure, toWorkerError, verdictErrorOf } from '@libs/queue';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { VerdictStore } from '@libs/storage';
 import { annotateActiveSpan, ATTR, flushTracing, inStageSpan, traceCarrier } from '@libs/telemetry';
-import type { TenantShare } from './tenant-share';
+import { TenantShare } from './tenant-share';
 
 /** Stage figures of this process, served by the worker's probe server at /metrics. */
 export const workerMetricsRegistry = new Registry();
@@ -65,7 +65,7 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
   protected abstract readonly failureCode: ErrorCode;
   protected readonly logger = new Logger(this.constructor.name);
   /** How the worker (and a GPU stage's engine) is shared between tenants: the fetch lift, the engine row groups. */
-  protected readonly tenantShare?: TenantShare;
+  protected readonly tenantShare = TenantShare.fromEnv();
 
   constructor(protected readonly verdicts: VerdictStore) {
     super();
@@ -137,7 +137,7 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
       if (final) this.recordFailure(job.data.id, err);
     });
     this.worker.on('error', (err) => this.logger.error(`worker error: ${err.message}`));
-    this.tenantShare?.attach(this.worker);
+    this.tenantShare.attach(this.worker);
   }
 
   private recordFailure(id: string, err: Error): void {
