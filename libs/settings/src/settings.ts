@@ -370,6 +370,14 @@ export const SETTINGS: readonly Setting[] = [
     roles: ['generator', 'aligner'],
   }),
   s({
+    name: 'VLM_GROUP_HOLD_MS',
+    schema: number().min(0),
+    defaultNote: '500',
+    description:
+      "longest a tenant's waiting rows are held back while rows of a tenant that used the batch far less run, so those decode in a smaller batch with no prefill stalls (0: no hold)",
+    roles: ['generator', 'aligner'],
+  }),
+  s({
     name: 'VLM_PLAIN_DECODER',
     schema: z.enum(['auto', 'true', 'false']).transform((v) => (v === 'auto' ? 'auto' : v === 'true')),
     default: 'auto',

@@ -51,6 +51,17 @@ export interface SchedulerOptions {
    * @defaultValue 256
    */
   groupHalfLifeSteps?: number;
+  /**
+   * Longest the waiting rows of a group are held back while rows of a group that used the batch far less (by more than
+   * one full step, `maxBatchSize` row-steps) run or wait: a newcomer's rows then decode in a batch that shrinks as the
+   * backlog's running rows finish, and no prefill of the backlog stalls them. On a CPU a step of 32 rows costs several
+   * times a step of a few, so this is most of a newcomer's latency (bench/fairness.ts). The hold lasts until the
+   * lighter rows are gone or this has passed, and does not begin again before they are gone: a tenant that keeps a row
+   * in the engine at all times costs the backlog one hold, not a share of every step. On a GPU, where a step costs about
+   * the same for 1 row as for 32, set 0 (no hold).
+   * @defaultValue 500
+   */
+  groupHoldMs?: number;
 }
 
 export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = Object.freeze({
@@ -60,6 +71,7 @@ export const DEFAULT_SCHEDULER_OPTIONS: Readonly<Required<SchedulerOptions>> = O
   maxBatchTokens: 65536,
   maxWaitMs: 50,
   groupHalfLifeSteps: 256,
+  groupHoldMs: 500,
 });
 
 export function resolveSchedulerOptions(options: SchedulerOptions = {}): Required<SchedulerOptions> {
@@ -68,6 +80,7 @@ export function resolveSchedulerOptions(options: SchedulerOptions = {}): Require
   if (!(o.maxBatchSize >= 1)) throw new RangeError('maxBatchSize must be at least 1');
   if (!(o.minBatchSize >= 1)) throw new RangeError('minBatchSize must be at least 1');
   if (!(o.groupHalfLifeSteps > 0)) throw new RangeError('groupHalfLifeSteps must be positive');
+  if (!(o.groupHoldMs >= 0)) throw new RangeError('groupHoldMs must be at least 0');
   return o;
 }
 
@@ -240,6 +253,8 @@ export interface SchedulerStats {
   busyMs: number;
   /** Rows taken out of a full batch for rows of a group that used it less (they rejoin later). */
   preemptions: number;
+  /** Holds begun: times a heavier group's waiting rows were held back for a lighter group's (groupHoldMs). */
+  holds: number;
 }
 
 /**
@@ -248,14 +263,17 @@ export interface SchedulerStats {
  * cache) and join, and rows that finished leave. Each row keeps its own revision, positions, sampling stream,
  * stop criteria and taps, so its tokens are the ones it would get alone. Work that needs the model to itself
  * (a tap read, a conversation's prefill) runs between steps through `exclusive`. Rows of several groups (tenants)
- * share a contended batch by usage (`shareByUsage`: order and preemption).
+ * share a contended batch by usage: `shareByUsage` (order and preemption) and `unheld` (a lighter group's rows hold
+ * the heavier groups' back).
  */
 export class DecodeScheduler {
   readonly options: Required<SchedulerOptions>;
-  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, plainSteps: 0, busyMs: 0, preemptions: 0 };
+  readonly stats: SchedulerStats = { forwardCalls: 0, decodeSteps: 0, rowsStepped: 0, maxBatch: 0, plainSteps: 0, busyMs: 0, preemptions: 0, holds: 0 };
   private readonly waiting: Waiting[] = [];
   /** Group -> decayed row-steps (see SchedulerOptions.groupHalfLifeSteps); groups with rows or recent use only. */
   private readonly usage = new Map<string, number>();
+  /** When the current hold began (see SchedulerOptions.groupHoldMs); undefined while rows of no lighter group are in. */
+  private holdSince?: number;
   private readonly tasks: (() => Promise<void>)[] = [];
   private active: ActiveRow[] = [];
   private batch?: DecodeBatch;
@@ -309,7 +327,10 @@ export class DecodeScheduler {
       while (this.tasks.length) await this.tasks.shift()!();
       if (this.waiting.length) this.shareByUsage();
       const now = performance.now();
-      const n = this.waiting.length ? admissibleRows(this.waiting, this.running(), this.options, now - this.waiting[0].since) : 0;
+      const open = this.waiting.length ? this.unheld(now) : 0;
+      const n = open
+        ? admissibleRows(open < this.waiting.length ? this.waiting.slice(0, open) : this.waiting, this.running(), this.options, now - this.waiting[0].since)
+        : 0;
       const t0 = performance.now();
       if (n > 0) await this.admit(this.waiting.splice(0, n));
       if (this.active.length) await this.step();
@@ -462,6 +483,38 @@ export class DecodeScheduler {
       victims.push(victim);
     }
     if (victims.length) this.park(victims);
+  }
+
+  /**
+   * How many waiting rows, from the front of the list (in usage order after shareByUsage), are not held back: all of
+   * them, except during a hold (SchedulerOptions.groupHoldMs), when rows of groups whose usage exceeds the lightest
+   * running or waiting group's by more than `maxBatchSize` row-steps wait, parked ones too (they would widen the batch).
+   */
+  private unheld(now: number): number {
+    let light = Infinity;
+    let heavy = -Infinity;
+    for (const r of this.active) {
+      const u = this.usageOf(r.spec);
+      light = Math.min(light, u);
+      heavy = Math.max(heavy, u);
+    }
+    for (const w of this.waiting) {
+      const u = this.usageOf(w.spec);
+      light = Math.min(light, u);
+      heavy = Math.max(heavy, u);
+    }
+    const margin = this.options.maxBatchSize;
+    if (heavy <= light + margin) {
+      this.holdSince = undefined;
+      return this.waiting.length;
+    }
+    if (this.holdSince === undefined) {
+      this.holdSince = now;
+      if (this.options.groupHoldMs > 0) this.stats.holds++;
+    }
+    if (now - this.holdSince >= this.options.groupHoldMs) return this.waiting.length;
+    for (let i = 0; i < this.waiting.length; i++) if (this.usageOf(this.waiting[i].spec) > light + margin) return i;
+    return this.waiting.length;
   }
 
   /** Takes rows `indices` out of the running batch into the waiting list, each with its own cache. */

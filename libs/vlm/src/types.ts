@@ -91,7 +91,8 @@ export interface GenerationRequest {
    * values come back in `GenerationResult.probes`. Read from the unrevised prefill when the row's revision is
    * gated, else from the prefill as it ran (after a static revision).
    */
-  probes?: LinearProbe[]; /**
+  probes?: LinearProbe[];
+  /**
    * Who the request is run for (a tenant): when the engine's batch is full, rows of the group that used it least go
    * first and may preempt rows of the group that used it most (SchedulerOptions.groupHalfLifeSteps). Without one,
    * requests are served first come, first served.

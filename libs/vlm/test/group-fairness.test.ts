@@ -96,3 +96,59 @@ describe('groups sharing a full batch (tiny pack, two rows at most)', () => {
     expect(a1.tokens).toEqual(alone.revised);
   });
 });
+
+describe("the hold: a lighter group's rows keep a heavier group's waiting rows out (tiny pack, four rows at most)", () => {
+  const LONG = 160;
+  // Usage is row-steps with no decay to speak of, so who is lighter does not depend on the machine's speed.
+  const scheduler = { maxBatchSize: 4, minBatchSize: 1, groupHalfLifeSteps: 1e9 };
+  const a: GenerationRequest = { prompt: textPrompt, maxNewTokens: LONG, ignoreEos: true, group: 'a' };
+  const b: GenerationRequest = { prompt, image, maxNewTokens: LONG, ignoreEos: true, group: 'b' };
+  const late: GenerationRequest = { prompt: textPrompt, maxNewTokens: 3, ignoreEos: true, group: 'a' };
+
+  /**
+   * Group a's two long rows run; b's long row joins (a slot is free: nothing is preempted); once b has a token, a's
+   * third row is submitted into the last free slot. Returns when b's row ended, when the late row's first token came,
+   * and the late row's tokens against its run alone.
+   */
+  async function lateRowBesideNewcomer(engine: LocalVlmEngine) {
+    const [alone] = await engine.generate([late]);
+    const mid = afterTokens(16);
+    const busy = engine.generate([a, a], mid.onToken);
+    await mid.reached;
+    const bStarted = afterTokens(1);
+    const bSent = performance.now();
+    const newcomer = engine.generate([b], bStarted.onToken).then((r) => ({ r, at: performance.now() }));
+    await bStarted.reached;
+    let lateFirst = 0;
+    const lateRow = engine.generate([late], () => void (lateFirst ||= performance.now()));
+    const [[lateResult], { at: bEnded }] = await Promise.all([lateRow, newcomer, busy]);
+    expect(lateResult.tokens).toEqual(alone.tokens);
+    return { bSent, bEnded, lateFirst };
+  }
+
+  it('while the newcomer runs, the backlog group joins nothing, not even into a free slot', async () => {
+    const engine = await LocalVlmEngine.open({ packDir: TINY_VLM, scheduler: { ...scheduler, groupHoldMs: 60_000 } });
+    try {
+      const { bEnded, lateFirst } = await lateRowBesideNewcomer(engine);
+      expect(lateFirst).toBeGreaterThanOrEqual(bEnded);
+      expect(engine.schedulerStats().holds).toBe(1);
+      expect(engine.schedulerStats().preemptions).toBe(0);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it('the hold ends after groupHoldMs even while the newcomer still runs; 0 holds nothing', async () => {
+    for (const groupHoldMs of [40, 0]) {
+      const engine = await LocalVlmEngine.open({ packDir: TINY_VLM, scheduler: { ...scheduler, groupHoldMs } });
+      try {
+        const { bSent, bEnded, lateFirst } = await lateRowBesideNewcomer(engine);
+        expect(lateFirst, `groupHoldMs ${groupHoldMs}`).toBeLessThan(bEnded);
+        expect(lateFirst - bSent).toBeGreaterThanOrEqual(groupHoldMs);
+        expect(engine.schedulerStats().holds).toBe(groupHoldMs ? 1 : 0);
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+});

@@ -9,6 +9,7 @@ export const SCHEDULER_ENV = {
   maxBatchTokens: 'VLM_MAX_BATCH_TOKENS',
   maxWaitMs: 'VLM_MAX_WAIT_MS',
   groupHalfLifeSteps: 'VLM_GROUP_HALF_LIFE_STEPS',
+  groupHoldMs: 'VLM_GROUP_HOLD_MS',
 } as const;
 
 /** Env variables of the VLM engine, read by every role that loads one (generator, aligner). */
