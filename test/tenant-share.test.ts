@@ -9,7 +9,7 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StageJob } from '@libs/contracts';
 import { DEFAULT_REDIS_URL, deleteKeys, redisOptions } from '@libs/queue';
-import { TenantShare } from '@libs/worker';
+import { queueHeadTenant, TenantShare } from '@libs/worker';
 
 const REDIS_URL = process.env.REDIS_URL || DEFAULT_REDIS_URL;
 
@@ -54,22 +54,31 @@ describe('TenantShare on a real BullMQ worker', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setup(share: TenantShare) {
+  /** Tenant a's jobs hold all six slots of a worker; b's three jobs are then added at the head. */
+  async function saturated(share: TenantShare, options: { probe: boolean; priorities?: boolean }) {
     const prefix = `{tshare${randomBytes(4).toString('hex')}}`;
-    const queue = new Queue('generate', { connection: redisOptions(REDIS_URL), prefix });
+    const queue = new Queue<StageJob>('generate', { connection: redisOptions(REDIS_URL), prefix });
     const { worker, held } = heldWorker(prefix, 6);
-    share.attach(worker);
+    share.attach(worker, options.probe ? queueHeadTenant(queue) : undefined);
     cleanups.push(async () => {
       for (const id of held.started) held.release(id);
       await worker.close();
       await queue.close();
       await deleteKeys(REDIS_URL, prefix);
     });
-    // Tenant a's backlog, then tenant b's jobs at the head of the queue (lifo: as the fair priorities put them).
-    await queue.addBulk(Array.from({ length: 9 }, (_, i) => job(`a${i + 1}`, 'a')));
+    // Tenant a's backlog, then tenant b's jobs at the head of the queue: lifo in the wait list, or (as the fair order
+    // puts them) a better priority than a's.
+    const order = options.priorities ? (i: number) => ({ priority: 10 + i }) : () => ({});
+    await queue.addBulk(Array.from({ length: 9 }, (_, i) => ({ ...job(`a${i + 1}`, 'a'), opts: { jobId: `a${i + 1}`, ...order(i) } })));
     void worker.run();
     expect(await held.waitStarted('a6', 5000)).toBe(true);
-    for (const id of ['b3', 'b2', 'b1']) await queue.add('generate', { id, tenant: 'b' } as StageJob, { jobId: id, lifo: true });
+    for (const [i, id] of ['b3', 'b2', 'b1'].entries())
+      await queue.add('generate', { id, tenant: 'b' } as StageJob, { jobId: id, ...(options.priorities ? { priority: 3 - i } : { lifo: true }) });
+    return { worker, held };
+  }
+
+  async function setup(share: TenantShare) {
+    const { worker, held } = await saturated(share, { probe: false });
     // One of a's jobs finishes: the slot goes to b1, the head.
     held.release('a1');
     expect(await held.waitStarted('b1', 5000)).toBe(true);
@@ -90,6 +99,20 @@ describe('TenantShare on a real BullMQ worker', () => {
     expect(await held.waitStarted('a8', 300)).toBe(false);
     expect(Object.fromEntries(share.holding)).toEqual({ a: 6, b: 3 });
     expect(share.groupOf({ tenant: 'b' })).toBe('b');
+  });
+
+  it("looking at the queue's head: a newcomer's first job starts while every slot is held and none ends (wait list and priorities)", async () => {
+    for (const priorities of [false, true]) {
+      const share = new TenantShare(true);
+      const { worker, held } = await saturated(share, { probe: true, priorities });
+      expect(await held.waitStarted('b3', 5000), `priorities ${priorities}`).toBe(true);
+      expect(await held.waitStarted('a7', 5000)).toBe(true);
+      expect(held.started).toEqual(['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'b1', 'b2', 'b3', 'a7']);
+      expect(worker.concurrency).toBe(6);
+      // The backlog's own jobs at the head lift nothing.
+      expect(await held.waitStarted('a8', 300)).toBe(false);
+      expect(Object.fromEntries(share.holding)).toEqual({ a: 7, b: 3 });
+    }
   });
 
   it('FAIR_SCHEDULING=false: the worker keeps its concurrency, first come, first served, and jobs carry no engine group', async () => {

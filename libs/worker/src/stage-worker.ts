@@ -1,12 +1,12 @@
 import { Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { WorkerHost } from '@nestjs/bullmq';
-import type { Job } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import { TERMINAL_STATUSES, type ErrorCode, type Stage, type StageJob, type Verdict } from '@libs/contracts';
 import { isFinalFailure, toWorkerError, verdictErrorOf } from '@libs/queue';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { VerdictStore } from '@libs/storage';
 import { annotateActiveSpan, ATTR, flushTracing, inStageSpan, traceCarrier } from '@libs/telemetry';
-import { TenantShare } from './tenant-share';
+import { queueHeadTenant, TenantShare } from './tenant-share';
 
 /** Stage figures of this process, served by the worker's probe server at /metrics. */
 export const workerMetricsRegistry = new Registry();
@@ -66,6 +66,8 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
   protected readonly logger = new Logger(this.constructor.name);
   /** How the worker (and a GPU stage's engine) is shared between tenants: the fetch lift, the engine row groups. */
   protected readonly tenantShare = TenantShare.fromEnv();
+  /** The worker's own queue, read only where TenantShare looks at its head. */
+  private ownQueue?: Queue<StageJob>;
 
   constructor(protected readonly verdicts: VerdictStore) {
     super();
@@ -137,7 +139,13 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
       if (final) this.recordFailure(job.data.id, err);
     });
     this.worker.on('error', (err) => this.logger.error(`worker error: ${err.message}`));
-    this.tenantShare.attach(this.worker);
+    if (this.tenantShare.enabled) {
+      const { connection, prefix } = this.worker.opts;
+      this.ownQueue = new Queue<StageJob>(this.worker.name, { connection, prefix });
+      // The worker reports a dead Redis; the probe's reads just fail until it is back.
+      this.ownQueue.on('error', () => undefined);
+    }
+    this.tenantShare.attach(this.worker, this.ownQueue && queueHeadTenant(this.ownQueue));
   }
 
   private recordFailure(id: string, err: Error): void {
@@ -156,6 +164,7 @@ export abstract class StageWorkerHost extends WorkerHost implements OnApplicatio
   async beforeApplicationShutdown(): Promise<void> {
     this.logger.log(`draining ${this.stage} worker`);
     await this.worker.close();
+    await this.ownQueue?.close();
     // The drained jobs' spans have ended: export them before the engine and Redis close and the process exits.
     await flushTracing().catch((err: Error) => this.logger.warn(`could not flush traces: ${err.message}`));
   }
