@@ -46,7 +46,8 @@ function wakeFetchLoop(worker: ShareableWorker): void {
  *   so while every slot is taken the worker looks at the head of its queue every HEAD_PROBE_MS, and lifts and wakes
  *   its fetch loop when the next job is of a tenant it holds fewer jobs of.
  * - in the GPU stages each job's rows run under its tenant's group, so when the engine's batch is full a tenant that
- *   has used it less preempts rows of the one that used it most (libs/vlm scheduler.ts, shareByUsage). The jobs
+ *   has used it less preempts rows of the one that used it most, and holds that one's waiting rows back while its own
+ *   run (libs/vlm scheduler.ts, shareByUsage and unheld). The jobs
  *   fetched past the base wait in the engine; memory holds at most `reserve` more rows' caches.
  * FAIR_SCHEDULING=false turns both off: the workers and the engine are first come, first served, as the queues are.
  */
