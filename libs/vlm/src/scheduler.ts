@@ -52,8 +52,9 @@ export interface SchedulerOptions {
    */
   groupHalfLifeSteps?: number;
   /**
-   * Longest the waiting rows of a group are held back while rows of a group that used the batch far less (by more than
-   * one full step, `maxBatchSize` row-steps) run or wait: a newcomer's rows then decode in a batch that shrinks as the
+   * Longest the waiting rows of a group are held back while rows of a group that used the batch far less (less than
+   * half as much, and by more than one full step, `maxBatchSize` row-steps) run or wait: a newcomer's rows then decode
+   * in a batch that shrinks as the
    * backlog's running rows finish, and no prefill of the backlog stalls them. On a CPU a step of 32 rows costs several
    * times a step of a few, so this is most of a newcomer's latency (bench/fairness.ts). The hold lasts until the
    * lighter rows are gone or this has passed, and does not begin again before they are gone: a tenant that keeps a row
@@ -488,7 +489,9 @@ export class DecodeScheduler {
   /**
    * How many waiting rows, from the front of the list (in usage order after shareByUsage), are not held back: all of
    * them, except during a hold (SchedulerOptions.groupHoldMs), when rows of groups whose usage exceeds the lightest
-   * running or waiting group's by more than `maxBatchSize` row-steps wait, parked ones too (they would widen the batch).
+   * running or waiting group's twice over and by more than `maxBatchSize` row-steps wait, parked ones too (they would
+   * widen the batch). Two backlogs that share the batch use it about equally, so neither holds the other back while
+   * slots are free.
    */
   private unheld(now: number): number {
     let light = Infinity;
@@ -503,8 +506,8 @@ export class DecodeScheduler {
       light = Math.min(light, u);
       heavy = Math.max(heavy, u);
     }
-    const margin = this.options.maxBatchSize;
-    if (heavy <= light + margin) {
+    const limit = 2 * light + this.options.maxBatchSize;
+    if (heavy <= limit) {
       this.holdSince = undefined;
       return this.waiting.length;
     }
@@ -513,7 +516,7 @@ export class DecodeScheduler {
       if (this.options.groupHoldMs > 0) this.stats.holds++;
     }
     if (now - this.holdSince >= this.options.groupHoldMs) return this.waiting.length;
-    for (let i = 0; i < this.waiting.length; i++) if (this.usageOf(this.waiting[i].spec) > light + margin) return i;
+    for (let i = 0; i < this.waiting.length; i++) if (this.usageOf(this.waiting[i].spec) > limit) return i;
     return this.waiting.length;
   }
 

@@ -101,7 +101,8 @@ describe("the hold: a lighter group's rows keep a heavier group's waiting rows o
   const LONG = 160;
   // Usage is row-steps with no decay to speak of, so who is lighter does not depend on the machine's speed.
   const scheduler = { maxBatchSize: 4, minBatchSize: 1, groupHalfLifeSteps: 1e9 };
-  const a: GenerationRequest = { prompt: textPrompt, maxNewTokens: LONG, ignoreEos: true, group: 'a' };
+  // a's rows outlast b's, so a stays the heavier group (more than twice b's use) until b's row ends.
+  const a: GenerationRequest = { prompt: textPrompt, maxNewTokens: LONG + 40, ignoreEos: true, group: 'a' };
   const b: GenerationRequest = { prompt, image, maxNewTokens: LONG, ignoreEos: true, group: 'b' };
   const late: GenerationRequest = { prompt: textPrompt, maxNewTokens: 3, ignoreEos: true, group: 'a' };
 
@@ -149,6 +150,22 @@ describe("the hold: a lighter group's rows keep a heavier group's waiting rows o
       } finally {
         await engine.close();
       }
+    }
+  });
+
+  it('two groups that both run rows, one with twice the other, do not hold each other: a free slot is taken at once', async () => {
+    const engine = await LocalVlmEngine.open({ packDir: TINY_VLM, scheduler: { ...scheduler, groupHoldMs: 60_000 } });
+    try {
+      const mid = afterTokens(24);
+      const busy = engine.generate([a, a, { ...a, group: 'c' }], mid.onToken).then((r) => ({ r, at: performance.now() }));
+      await mid.reached;
+      let lateFirst = 0;
+      const [[lateResult], { at: busyEnded }] = await Promise.all([engine.generate([late], () => void (lateFirst ||= performance.now())), busy]);
+      expect(lateResult.tokens).toHaveLength(3);
+      expect(lateFirst).toBeLessThan(busyEnded);
+      expect(engine.schedulerStats().holds).toBe(0);
+    } finally {
+      await engine.close();
     }
   });
 });
