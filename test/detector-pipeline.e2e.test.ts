@@ -4,10 +4,10 @@
  * thresholds.hidden_risk, and ETA_DETECTOR_FLAGS makes hidden_risk >= tau flag the job. The generator's value is
  * checked against the detector read on a readTaps frame by a separate engine.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ScoresSchema, VerdictSchema, type StageJob, type Verdict } from '@libs/contracts';
 import { DEFAULT_DETECTOR_FILE, loadDetector, RevisionProfiles as ProfileRegistry, scoreFrame, type LoadedDetector } from '@libs/revision';
 import { FileBlobStore } from '@libs/storage';
@@ -44,7 +44,9 @@ afterAll(async () => {
 
 describe('GenerationService with the detector', () => {
   it("returns the detector's reading of the generation's prefill, and the same from detect()", async () => {
-    const blobs = new FileBlobStore(mkdtempSync(join(tmpdir(), 'detector-blobs-')));
+    const dir = mkdtempSync(join(tmpdir(), 'detector-blobs-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const blobs = new FileBlobStore(dir);
     const sha = await blobs.put(image);
     const config = { packDir: '', executionProviders: ['cpu'], maxNewTokens: 4, scheduler: {}, detectorFlags: false };
     const service = new GenerationService(engine, blobs, new RegisteredRevisionProfiles(ProfileRegistry.none()), config, detector);

@@ -59,13 +59,13 @@ describe('TenantShare on a real BullMQ worker', () => {
     const prefix = `{tshare${randomBytes(4).toString('hex')}}`;
     const queue = new Queue<StageJob>('generate', { connection: redisOptions(REDIS_URL), prefix });
     const { worker, held } = heldWorker(prefix, 6);
-    share.attach(worker, options.probe ? queueHeadTenant(queue) : undefined);
     cleanups.push(async () => {
       for (const id of held.started) held.release(id);
       await worker.close();
       await queue.close();
       await deleteKeys(REDIS_URL, prefix);
     });
+    share.attach(worker, options.probe ? queueHeadTenant(queue) : undefined);
     // Tenant a's backlog, then tenant b's jobs at the head of the queue: lifo in the wait list, or (as the fair order
     // puts them) a better priority than a's.
     const order = options.priorities ? (i: number) => ({ priority: 10 + i }) : () => ({});
