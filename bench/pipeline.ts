@@ -16,18 +16,25 @@
  *    cores. Then mean and p99 job latency at a fixed offered load
  *    (`--load-fraction F` of the pipeline's measured jobs/s, default 0.5), so batching is not bought with waits.
  *    `--only batching` skips sections 1 and 2.
+ * 4. Where the cores go (`--only cpu` runs it alone): the same batch through every role as its own child process (as
+ *    deployed), with each role's CPU time (/proc), Redis's and this process's, per round, against the CPU time and
+ *    wall of the direct batch-32 runtime: on a machine whose cores every role shares, what the other roles take is
+ *    what the pipeline cannot give the generator.
  */
+import { execSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { QUEUE_NAMES, type Verdict } from '@libs/contracts';
 import { DEFAULT_REDIS_URL, redisOptions } from '@libs/queue';
 import { DEFAULT_PROFILE, RevisionProfiles } from '@libs/revision';
 import { LocalVlmEngine, type GenerationRequest, type WorkerVlmEngine } from '@libs/vlm';
 import { VLM_ENGINE } from '@libs/worker';
 import { readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
+import { startProcessPipeline } from '../test/harness/processes';
 import { median, percentile } from './_stats';
 
 function arg(argv: string[], name: string, fallback: number): number {
@@ -96,7 +103,9 @@ export async function run(argv: string[]): Promise<void> {
   const jobs = arg(argv, 'jobs', 100);
   const redisUrl = process.env.REDIS_URL || DEFAULT_REDIS_URL;
   console.log(`pipeline bench: Redis ${redisUrl}, node ${process.version}, ${requests} requests x ${concurrency} concurrent, ${jobs} sequential jobs`);
-  if (argv.includes('--only') && argv[argv.indexOf('--only') + 1] === 'batching') return batching(argv, redisUrl);
+  const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1] : undefined;
+  if (only === 'batching') return batching(argv, redisUrl);
+  if (only === 'cpu') return cpuSplit(argv, redisUrl);
 
   // 1. Intake alone.
   const intake = await startLocalPipeline({
@@ -178,6 +187,8 @@ export async function run(argv: string[]): Promise<void> {
 
   // 3. Continuous batching: the pipeline against the runtime's own batched throughput.
   await batching(argv, redisUrl);
+  // 4. Where the cores go.
+  await cpuSplit(argv, redisUrl);
 }
 
 const SAMPLES = join(__dirname, '..', 'samples', 'demo-batch');
@@ -326,6 +337,97 @@ async function batching(argv: string[], redisUrl: string): Promise<void> {
     await direct.close();
     await generateQueue.close();
     await generatorOnly.close();
+    await pipeline.close();
+  }
+}
+
+/** CPU milliseconds (user + system) process `pid` has used, from /proc; undefined where it cannot be read. */
+function processCpuMs(pid: number, tickMs: number): number | undefined {
+  const stat = `/proc/${pid}/stat`;
+  if (!existsSync(stat)) return undefined;
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th (man 5 proc).
+  const fields = readFileSync(stat, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * tickMs;
+}
+
+async function redisPid(redisUrl: string): Promise<number | undefined> {
+  const client = new Redis(redisUrl, { lazyConnect: true });
+  try {
+    await client.connect();
+    const pid = Number(/process_id:(\d+)/.exec(await client.info('server'))?.[1]);
+    return Number.isFinite(pid) ? pid : undefined;
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function cpuSplit(argv: string[], redisUrl: string): Promise<void> {
+  const count = arg(argv, 'batch-jobs', 200);
+  const rounds = arg(argv, 'rounds', 3);
+  const items = demoJobs(count);
+  const tickMs = 1000 / Number(execSync('getconf CLK_TCK').toString().trim());
+  const key = 'bench-cpu-tenant-key-0123456789abcdef';
+  const pipeline = await startProcessPipeline({
+    tenants: { bench: key },
+    env: { REDIS_URL: redisUrl, ...FACTORY_PACKS, INTAKE_MAX_BACKLOG: String(20 * count) },
+  });
+  const redis = await redisPid(redisUrl);
+  const direct = await LocalVlmEngine.open({ packDir: FACTORY_PACKS.VLM_PACK_DIR });
+  const profile = RevisionProfiles.fromEnv(direct.info(), {}).resolve(DEFAULT_PROFILE, 'bench');
+  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)), revision: profile.feed }));
+  const headers = { authorization: `Bearer ${key}` };
+  const pipelineRound = async () => {
+    const res = await fetch(`${pipeline.url}/v1/batches`, { method: 'POST', headers, body: sampleBatchForm(SAMPLES, items) });
+    if (res.status !== 202) throw new Error(`cpu round: batch refused (${res.status})`);
+    const { id } = (await res.json()) as { id: string };
+    for (;;) {
+      const status = (await (await fetch(`${pipeline.url}/v1/batches/${id}`, { headers })).json()) as { done: boolean };
+      if (status.done) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const directRound = async () => {
+    for (let i = 0; i < requests.length; i += 32) await direct.generate(requests.slice(i, i + 32));
+  };
+  /** Wall and CPU ms of `fn`: per role, Redis, and this process (the bench's own uploads and polls, or the direct engine). */
+  const measure = async (fn: () => Promise<void>) => {
+    const pids: [string, number | undefined][] = [...pipeline.roles.map((r): [string, number] => [r.role, r.pid]), ['redis', redis]];
+    const before = pids.map(([, pid]) => (pid === undefined ? undefined : processCpuMs(pid, tickMs)));
+    const own = process.cpuUsage();
+    const started = performance.now();
+    await fn();
+    const wall = performance.now() - started;
+    const used = process.cpuUsage(own);
+    const cpu: Record<string, number> = { bench: (used.user + used.system) / 1000 };
+    pids.forEach(([name, pid], i) => {
+      const now = pid === undefined ? undefined : processCpuMs(pid, tickMs);
+      if (now !== undefined && before[i] !== undefined) cpu[name] = now - before[i]!;
+    });
+    return { wall, cpu };
+  };
+  try {
+    await pipelineRound(); // warm-up
+    await directRound();
+    const runs: { pipeline: Awaited<ReturnType<typeof measure>>; direct: Awaited<ReturnType<typeof measure>> }[] = [];
+    for (let r = 0; r < rounds; r++) runs.push({ pipeline: await measure(pipelineRound), direct: await measure(directRound) });
+    const m = (f: (x: (typeof runs)[number]) => number) => median(runs.map(f));
+    const names = Object.keys(runs[0].pipeline.cpu);
+    const total = (cpu: Record<string, number>) => Object.values(cpu).reduce((a, b) => a + b, 0);
+    console.log(`\nwhere the cores go: ${count} demo image+prompt jobs, every role its own process, ${rounds} interleaved rounds (medians, CPU ms)`);
+    console.log(
+      `  pipeline: wall ${m((x) => x.pipeline.wall).toFixed(0)} ms; ` +
+        names.map((n) => `${n} ${m((x) => x.pipeline.cpu[n] ?? 0).toFixed(0)}`).join(', ') +
+        `; total ${m((x) => total(x.pipeline.cpu)).toFixed(0)}`,
+    );
+    console.log(
+      `  direct batch-32: wall ${m((x) => x.direct.wall).toFixed(0)} ms, CPU ${m((x) => x.direct.cpu.bench).toFixed(0)} (the engine spins, onnxruntime's default for a lone engine)`,
+    );
+    const besides = (x: (typeof runs)[number]) => (total(x.pipeline.cpu) - (x.pipeline.cpu.generator ?? 0)) / total(x.pipeline.cpu);
+    console.log(
+      `  CPU outside the generator: ${(m(besides) * 100).toFixed(0)}% of the pipeline's; pipeline / direct batch-32 (wall): ${m((x) => x.direct.wall / x.pipeline.wall).toFixed(2)}`,
+    );
+  } finally {
+    await direct.close();
     await pipeline.close();
   }
 }
