@@ -8,10 +8,7 @@ export type ShareableWorker = Pick<Worker<StageJob>, 'on' | 'concurrency'>;
 /** The tenant of the job the worker would fetch next, if any. */
 export type HeadTenant = () => Promise<string | undefined>;
 
-/**
- * How often a worker that holds all its slots looks at the head of its queue (one or two Redis reads).
- * @defaultValue 20 ms
- */
+/** How often (ms) a worker that holds all its slots looks at the head of its queue: two to four Redis reads each time. */
 export const HEAD_PROBE_MS = 20;
 
 /** The next job's tenant of a BullMQ queue: its wait list's oldest job (served first), else the prioritized set's head. */
@@ -47,8 +44,8 @@ function wakeFetchLoop(worker: ShareableWorker): void {
  *   its fetch loop when the next job is of a tenant it holds fewer jobs of.
  * - in the GPU stages each job's rows run under its tenant's group, so when the engine's batch is full a tenant that
  *   has used it less preempts rows of the one that used it most, and holds that one's waiting rows back while its own
- *   run (libs/vlm scheduler.ts, shareByUsage and unheld). The jobs
- *   fetched past the base wait in the engine; memory holds at most `reserve` more rows' caches.
+ *   run (libs/vlm scheduler.ts, shareByUsage and unheld). The jobs fetched past the base wait in the engine; memory
+ *   holds at most `reserve` more rows' caches.
  * FAIR_SCHEDULING=false turns both off: the workers and the engine are first come, first served, as the queues are.
  */
 export class TenantShare {
@@ -78,7 +75,10 @@ export class TenantShare {
     return this.held;
   }
 
-  /** `head`: where the worker looks while every slot is taken (queueHeadTenant of its queue); without it, it does not. */
+  /**
+   * @param head - where the worker looks while every slot is taken (queueHeadTenant of its queue); without it, it does not.
+   * @param probeMs - how often it looks then.
+   */
   attach(worker: ShareableWorker, head?: HeadTenant, probeMs = HEAD_PROBE_MS): void {
     if (!this.enabled) return;
     const base = worker.concurrency;
