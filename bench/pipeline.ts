@@ -33,7 +33,7 @@ import { DEFAULT_REDIS_URL, redisOptions } from '@libs/queue';
 import { DEFAULT_PROFILE, RevisionProfiles } from '@libs/revision';
 import { LocalVlmEngine, type GenerationRequest, type WorkerVlmEngine } from '@libs/vlm';
 import { VLM_ENGINE } from '@libs/worker';
-import { readSampleBatch, sampleBatchForm, startLocalPipeline, type LocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
+import { readSampleBatch, sampleBatchForm, startLocalPipeline, type SampleItem } from '../test/harness/local-pipeline';
 import { startProcessPipeline } from '../test/harness/processes';
 import { median, percentile } from './_stats';
 
@@ -200,13 +200,29 @@ function demoJobs(count: number): SampleItem[] {
   return Array.from({ length: count }, (_, i) => items[i % items.length]);
 }
 
-async function batchDone(p: LocalPipeline, id: string): Promise<void> {
+/** Polls batch `id` of the intake at `p.url` (as the tenant of `p.apiKey`) until it is done. */
+async function batchDone(p: { url: string; apiKey: string }, id: string): Promise<void> {
   const headers = { authorization: `Bearer ${p.apiKey}` };
   for (;;) {
     const status = (await (await fetch(`${p.url}/v1/batches/${id}`, { headers })).json()) as { done: boolean };
     if (status.done) return;
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * The direct runtime on the pipeline's answers: the revision profile its generator applies to a job without one (the
+ * model's `default`, config/profiles.json), resolved from the same registry against the same model. `round(size)`
+ * generates every item in batches of `size`.
+ */
+async function directRuntime(items: SampleItem[]) {
+  const engine = await LocalVlmEngine.open({ packDir: FACTORY_PACKS.VLM_PACK_DIR });
+  const profile = RevisionProfiles.fromEnv(engine.info(), {}).resolve(DEFAULT_PROFILE, 'bench');
+  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)), revision: profile.feed }));
+  const round = async (size: number) => {
+    for (let i = 0; i < requests.length; i += size) await engine.generate(requests.slice(i, i + size));
+  };
+  return { profile: profile.profile.name, round, close: () => engine.close() };
 }
 
 async function batching(argv: string[], redisUrl: string): Promise<void> {
@@ -221,12 +237,8 @@ async function batching(argv: string[], redisUrl: string): Promise<void> {
     env: { REDIS_URL: redisUrl, ...FACTORY_PACKS, INTAKE_MAX_BACKLOG: String(20 * count) },
   });
   const generateQueue = new Queue(QUEUE_NAMES.generate, { connection: redisOptions(redisUrl), prefix: generatorOnly.env.QUEUE_PREFIX });
-  const direct = await LocalVlmEngine.open({ packDir: FACTORY_PACKS.VLM_PACK_DIR });
-  // The same answers as the pipeline's: the revision profile its generator applies to a job without one (the
-  // model's `default`, config/profiles.json), resolved from the same registry against the same model.
-  const profile = RevisionProfiles.fromEnv(direct.info(), {}).resolve(DEFAULT_PROFILE, 'bench');
-  console.log(`  direct runtime: profile ${profile.profile.name}`);
-  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)), revision: profile.feed }));
+  const direct = await directRuntime(items);
+  console.log(`  direct runtime: profile ${direct.profile}`);
   try {
     let aligned = 0;
     const engineOf = () => pipeline.apps.generator!.get<WorkerVlmEngine>(VLM_ENGINE, { strict: false });
@@ -269,9 +281,7 @@ async function batching(argv: string[], redisUrl: string): Promise<void> {
       if (res.status !== 202) throw new Error(`generator-only round: batch refused (${res.status})`);
       while ((await generateQueue.getJobCounts('completed')).completed < before + count) await new Promise((r) => setTimeout(r, 10));
     };
-    const directRound = (size: number) => async () => {
-      for (let i = 0; i < requests.length; i += size) await direct.generate(requests.slice(i, i + size));
-    };
+    const directRound = (size: number) => () => direct.round(size);
     const variants: Record<string, () => Promise<void>> = {
       pipeline: pipelineRound,
       'intake + generator': generatorOnlyRound,
@@ -372,23 +382,17 @@ async function cpuSplit(argv: string[], redisUrl: string): Promise<void> {
     env: { REDIS_URL: redisUrl, ...FACTORY_PACKS, INTAKE_MAX_BACKLOG: String(20 * count) },
   });
   const redis = await redisPid(redisUrl);
-  const direct = await LocalVlmEngine.open({ packDir: FACTORY_PACKS.VLM_PACK_DIR });
-  const profile = RevisionProfiles.fromEnv(direct.info(), {}).resolve(DEFAULT_PROFILE, 'bench');
-  const requests: GenerationRequest[] = items.map((i) => ({ prompt: i.prompt, image: readFileSync(join(SAMPLES, i.image!)), revision: profile.feed }));
-  const headers = { authorization: `Bearer ${key}` };
+  const direct = await directRuntime(items);
   const pipelineRound = async () => {
-    const res = await fetch(`${pipeline.url}/v1/batches`, { method: 'POST', headers, body: sampleBatchForm(SAMPLES, items) });
+    const res = await fetch(`${pipeline.url}/v1/batches`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}` },
+      body: sampleBatchForm(SAMPLES, items),
+    });
     if (res.status !== 202) throw new Error(`cpu round: batch refused (${res.status})`);
-    const { id } = (await res.json()) as { id: string };
-    for (;;) {
-      const status = (await (await fetch(`${pipeline.url}/v1/batches/${id}`, { headers })).json()) as { done: boolean };
-      if (status.done) return;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await batchDone({ url: pipeline.url, apiKey: key }, ((await res.json()) as { id: string }).id);
   };
-  const directRound = async () => {
-    for (let i = 0; i < requests.length; i += 32) await direct.generate(requests.slice(i, i + 32));
-  };
+  const directRound = () => direct.round(32);
   /** Wall and CPU ms of `fn`: per role, Redis, and this process (the bench's own uploads and polls, or the direct engine). */
   const measure = async (fn: () => Promise<void>) => {
     const pids: [string, number | undefined][] = [...pipeline.roles.map((r): [string, number] => [r.role, r.pid]), ['redis', redis]];

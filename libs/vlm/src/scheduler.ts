@@ -326,9 +326,9 @@ export class DecodeScheduler {
   private async loop(): Promise<void> {
     for (;;) {
       while (this.tasks.length) await this.tasks.shift()!();
-      if (this.waiting.length) this.shareByUsage();
+      const shared = this.waiting.length > 0 && this.shareByUsage();
       const now = performance.now();
-      const open = this.waiting.length ? this.unheld(now) : 0;
+      const open = shared ? this.unheld(now) : this.waiting.length;
       const n = open
         ? admissibleRows(open < this.waiting.length ? this.waiting.slice(0, open) : this.waiting, this.running(), this.options, now - this.waiting[0].since)
         : 0;
@@ -459,12 +459,15 @@ export class DecodeScheduler {
    * slot, when that group's usage exceeds the waiting row's group's by more than one full step (`maxBatchSize`
    * row-steps, so two groups of equal use do not trade rows every step). The preempted rows wait with their cache,
    * whose memory stays held (rows with a cache are at most the jobs the worker holds). One group, or none named:
-   * nothing moves.
+   * nothing moves, no hold can be on, and it returns false (the batch is not shared).
    */
-  private shareByUsage(): void {
+  private shareByUsage(): boolean {
     const first = this.groupOf(this.waiting[0].spec);
     const other = (spec: RowSpec) => this.groupOf(spec) !== first;
-    if (!this.waiting.some((w) => other(w.spec)) && !this.active.some((r) => other(r.spec))) return;
+    if (!this.waiting.some((w) => other(w.spec)) && !this.active.some((r) => other(r.spec))) {
+      this.holdSince = undefined;
+      return false;
+    }
     const order = this.waiting.map((w, i) => ({ w, i, u: this.usageOf(w.spec) }));
     order.sort((a, b) => a.u - b.u || a.i - b.i);
     this.waiting.splice(0, this.waiting.length, ...order.map((o) => o.w));
@@ -484,13 +487,14 @@ export class DecodeScheduler {
       victims.push(victim);
     }
     if (victims.length) this.park(victims);
+    return true;
   }
 
   /**
-   * How many waiting rows, from the front of the list (in usage order after shareByUsage), are not held back: all of
-   * them, except during a hold (SchedulerOptions.groupHoldMs), when rows of groups whose usage exceeds the lightest
-   * running or waiting group's twice over and by more than `maxBatchSize` row-steps wait, parked ones too (they would
-   * widen the batch). Two backlogs that share the batch use it about equally, so neither holds the other back while
+   * How many waiting rows of a batch several groups share, from the front of the list (in usage order after
+   * shareByUsage), are not held back: all of them, except during a hold (SchedulerOptions.groupHoldMs), when rows of
+   * groups whose usage exceeds the lightest running or waiting group's twice over and by more than `maxBatchSize`
+   * row-steps wait, parked ones too (they would widen the batch). Two backlogs that share the batch use it about equally, so neither holds the other back while
    * slots are free.
    */
   private unheld(now: number): number {
